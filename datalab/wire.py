@@ -1,0 +1,215 @@
+"""Wire types shared by hub, node and client: the only definition of what crosses HTTP.
+
+Tables travel column-named and row-major (``columns`` + ``rows``): results are aggregates, so
+they are small, and this keeps them readable in logs and trivially loadable into pandas.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from datalab.manifest import ColumnSpec
+
+
+class Wire(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Table(Wire):
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+# ---------------------------------------------------------------- catalogue (never rows)
+
+
+class CatalogueDataset(Wire):
+    name: str
+    kind: str
+    rows: int
+    description: str = ""
+    refreshed_at: float
+    columns: list[ColumnSpec]
+
+
+class NodeRegistration(Wire):
+    """Sent by a node when it starts; signed with the node's key (``signature``)."""
+
+    agency: str
+    public_key: str
+    version: str
+    min_cell: int
+    datasets: list[CatalogueDataset]
+
+
+class SignedRegistration(Wire):
+    registration: NodeRegistration
+    signature: str
+
+
+class RegistrationAccepted(Wire):
+    agency: str
+    hub_public_key: str
+
+
+class AgencyCatalogue(Wire):
+    agency: str
+    status: Literal["online", "offline"]
+    last_seen: float | None
+    version: str
+    datasets: list[CatalogueDataset]
+
+
+class HubInfo(Wire):
+    version: str
+    public_key: str
+
+
+# ---------------------------------------------------------------- tasks (hub → node)
+
+
+class Task(Wire):
+    """One node's share of a job. Signed by the hub; the node re-checks everything in it."""
+
+    task_id: str
+    job_id: str
+    agency: str
+    dataset: str
+    recipe: str
+    version: str
+    code_sha256: str
+    params: dict[str, Any]
+    issued_at: float
+    expires_at: float
+    nonce: str
+
+
+class SignedTask(Wire):
+    task: Task
+    signature: str
+
+
+class PartialStatus(StrEnum):
+    OK = "ok"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+class Partial(Wire):
+    """A node's answer to a task: an aggregate table, or a refusal/failure with its reason."""
+
+    task_id: str
+    job_id: str
+    agency: str
+    code_sha256: str
+    status: PartialStatus
+    reason: str | None = None
+    table: Table | None = None
+    #: the node's own minimum cell size; the hub releases nothing below the largest of these.
+    min_cell: int
+    #: rows of the node's dataset that the query touched (its query-set size).
+    query_set_size: int | None = None
+    computed_at: float
+    seconds: float = 0.0
+
+
+class SignedPartial(Wire):
+    partial: Partial
+    signature: str
+
+
+# ---------------------------------------------------------------- jobs (analyst ↔ hub)
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMBINED = "combined"
+    RELEASED = "released"
+    FAILED = "failed"
+    REFUSED = "refused"
+
+    @property
+    def final(self) -> bool:
+        return self in (JobState.RELEASED, JobState.FAILED, JobState.REFUSED)
+
+
+class TaskState(StrEnum):
+    ISSUED = "issued"
+    DELIVERED = "delivered"
+    DONE = "done"
+    REFUSED = "refused"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+
+
+class JobRequest(Wire):
+    recipe: str
+    version: str | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    #: restrict the job to these agencies' nodes (default: every node holding the data).
+    agencies: list[str] | None = None
+
+
+class TaskView(Wire):
+    agency: str
+    dataset: str
+    state: TaskState
+    reason: str | None = None
+
+
+class Provenance(Wire):
+    job_id: str
+    recipe: str
+    version: str
+    code_sha256: str
+    params: dict[str, Any]
+    agencies: list[str]
+    missing_agencies: list[str] = Field(default_factory=list)
+    min_cell: int
+    suppressed_cells: int
+    #: how cells were withheld, e.g. "primary: below 10", "complementary: grid siblings".
+    suppression: list[str] = Field(default_factory=list)
+    released_at: float
+    result_sha256: str
+
+
+class ErrorInfo(Wire):
+    code: str
+    message: str
+
+
+class JobView(Wire):
+    job_id: str
+    recipe: str
+    version: str
+    code_sha256: str
+    params: dict[str, Any]
+    analyst: str
+    state: JobState
+    created_at: float
+    updated_at: float
+    tasks: list[TaskView]
+    error: ErrorInfo | None = None
+    result: Table | None = None
+    provenance: Provenance | None = None
+
+
+class RecipeInfo(Wire):
+    name: str
+    version: str
+    code_sha256: str
+    manifest: dict[str, Any]
+
+
+class AuditEntry(Wire):
+    seq: int
+    ts: float
+    event: str
+    actor: str
+    data: dict[str, Any]
+    prev_hash: str
+    hash: str
