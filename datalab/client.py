@@ -1,0 +1,254 @@
+"""The analyst's client, for JupyterLab and scripts: results, never rows.
+
+    from datalab.client import Lab
+    lab = Lab("http://127.0.0.1:8700", token)
+    lab.catalogue()                       # agencies, datasets, columns (no rows)
+    lab.recipes()                         # what may be run
+    df = lab.run("key_groups", group="elderly", level="street")
+    df.attrs["provenance"]                # job id, recipe hash, nodes, suppression
+
+Errors the hub reports come back as the same classes (``datalab.errors``): a refused job raises
+``JobRefused``, a failed one ``JobFailed``, a bad parameter ``InvalidParameters``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pandas as pd
+
+from datalab.errors import DatalabError, JobFailed, JobRefused, error_from_body
+from datalab.wire import (
+    AgencyCatalogue,
+    AuditEntry,
+    JobRequest,
+    JobState,
+    JobView,
+    Provenance,
+    RecipeInfo,
+    Table,
+)
+
+
+class Lab:
+    """A connection to a lab server as one person (analyst, admin, auditor or operator)."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(
+            base_url=self.url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+        self.last_provenance: Provenance | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Lab({self.url!r})"
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, f"/api/v1{path}", **kwargs)
+        except httpx.TransportError as exc:
+            raise DatalabError(f"cannot reach the lab server at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            raise error_from_body(response.status_code, body)
+        return response.json()
+
+    # ------------------------------------------------------------------ browsing
+
+    def whoami(self) -> dict[str, Any]:
+        return self._request("GET", "/whoami")
+
+    def catalogue(self) -> pd.DataFrame:
+        """One row per column of every dataset the lab knows: metadata only, never rows."""
+        records = []
+        for agency in self._catalogue():
+            for ds in agency.datasets:
+                for col in ds.columns:
+                    records.append(
+                        {
+                            "agency": agency.agency,
+                            "node_status": agency.status,
+                            "dataset": ds.name,
+                            "kind": ds.kind,
+                            "rows": ds.rows,
+                            "column": col.name,
+                            "type": col.type,
+                            "class": col.klass.value,
+                            "geo_level": col.geo_level,
+                            "description": col.description,
+                        }
+                    )
+        return pd.DataFrame.from_records(records)
+
+    def datasets(self) -> pd.DataFrame:
+        """One row per dataset: agency, name, kind, row count, node status."""
+        records = [
+            {
+                "agency": a.agency,
+                "dataset": d.name,
+                "kind": d.kind,
+                "rows": d.rows,
+                "columns": len(d.columns),
+                "node_status": a.status,
+                "description": d.description,
+            }
+            for a in self._catalogue()
+            for d in a.datasets
+        ]
+        return pd.DataFrame.from_records(records)
+
+    def _catalogue(self) -> list[AgencyCatalogue]:
+        return [AgencyCatalogue.model_validate(a) for a in self._request("GET", "/catalogue")]
+
+    def recipes(self) -> pd.DataFrame:
+        """The recipes that may be run, with their purpose and code hash."""
+        infos = [RecipeInfo.model_validate(r) for r in self._request("GET", "/recipes")]
+        return pd.DataFrame.from_records(
+            [
+                {
+                    "recipe": r.name,
+                    "version": r.version,
+                    "title": r.manifest.get("title", ""),
+                    "purpose": r.manifest.get("purpose", ""),
+                    "params": ", ".join(p["name"] for p in r.manifest.get("params", [])),
+                    "code_sha256": r.code_sha256,
+                }
+                for r in infos
+            ]
+        )
+
+    def recipe(self, name: str, version: str | None = None) -> RecipeInfo:
+        """One recipe with its whole manifest (parameters with types and bounds, outputs)."""
+        params = {"version": version} if version else None
+        return RecipeInfo.model_validate(self._request("GET", f"/recipes/{name}", params=params))
+
+    # ------------------------------------------------------------------ running
+
+    def submit(
+        self,
+        recipe: str,
+        *,
+        version: str | None = None,
+        agencies: list[str] | None = None,
+        **params: Any,
+    ) -> JobView:
+        """Queue a job and return at once (``run`` waits for it)."""
+        request = JobRequest(recipe=recipe, version=version, params=params, agencies=agencies)
+        body = request.model_dump(mode="json", exclude_none=True)
+        return JobView.model_validate(self._request("POST", "/jobs", json=body))
+
+    def job(self, job_id: str, *, wait: float = 0.0) -> JobView:
+        params = {"wait": wait} if wait else None
+        return JobView.model_validate(self._request("GET", f"/jobs/{job_id}", params=params))
+
+    def jobs(self) -> pd.DataFrame:
+        views = [JobView.model_validate(j) for j in self._request("GET", "/jobs")]
+        return pd.DataFrame.from_records(
+            [
+                {
+                    "job_id": v.job_id,
+                    "recipe": f"{v.recipe}@{v.version}",
+                    "analyst": v.analyst,
+                    "state": v.state.value,
+                    "created_at": pd.Timestamp(v.created_at, unit="s"),
+                    "error": v.error.message if v.error else None,
+                }
+                for v in views
+            ]
+        )
+
+    def run(
+        self,
+        recipe: str,
+        *,
+        version: str | None = None,
+        agencies: list[str] | None = None,
+        progress: bool = True,
+        timeout: float = 600.0,
+        **params: Any,
+    ) -> pd.DataFrame:
+        """Run a recipe and return its released result as a DataFrame.
+
+        ``df.attrs["provenance"]`` (and ``lab.last_provenance``) say which job, recipe hash and
+        nodes produced it and which cells were suppressed. Suppressed cells are NaN/None.
+        Raises JobRefused / JobFailed when nothing was released.
+        """
+        view = self.submit(recipe, version=version, agencies=agencies, **params)
+        view = self._wait(view, progress=progress, timeout=timeout)
+        return self._result_frame(view)
+
+    def _wait(self, view: JobView, *, progress: bool, timeout: float) -> JobView:
+        deadline = time.monotonic() + timeout
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(
+                total=max(len(view.tasks), 1),
+                desc=f"{view.recipe} {view.job_id[:8]}",
+                unit="node",
+                leave=False,
+                delay=0.5,
+            )
+        try:
+            while not view.state.final:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise JobFailed(f"job {view.job_id} still {view.state.value} after {timeout}s")
+                view = self.job(view.job_id, wait=min(25.0, max(remaining, 0.1)))
+                if bar is not None:
+                    done = sum(t.state.value not in ("issued", "delivered") for t in view.tasks)
+                    bar.n = done
+                    bar.set_postfix_str(view.state.value)
+                    bar.refresh()
+        finally:
+            if bar is not None:
+                bar.close()
+        return view
+
+    def _result_frame(self, view: JobView) -> pd.DataFrame:
+        if view.state is JobState.REFUSED:
+            message = view.error.message if view.error else "refused"
+            raise JobRefused(f"job {view.job_id} refused: {message}")
+        if view.state is not JobState.RELEASED or view.result is None:
+            message = view.error.message if view.error else view.state.value
+            raise JobFailed(f"job {view.job_id} failed: {message}")
+        frame = table_to_frame(view.result)
+        frame.attrs["provenance"] = view.provenance
+        self.last_provenance = view.provenance
+        return frame
+
+    # ------------------------------------------------------------------ auditing
+
+    def audit(self, *, after: int = 0, limit: int = 1000) -> pd.DataFrame:
+        """The hub's audit log (auditors only)."""
+        entries = [
+            AuditEntry.model_validate(e)
+            for e in self._request("GET", "/audit", params={"after": after, "limit": limit})
+        ]
+        return pd.DataFrame.from_records([e.model_dump() for e in entries])
+
+    def verify_audit(self) -> dict[str, Any]:
+        return self._request("GET", "/audit/verify")
+
+
+def table_to_frame(table: Table) -> pd.DataFrame:
+    return pd.DataFrame.from_records(table.rows, columns=table.columns)
