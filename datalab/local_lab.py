@@ -51,6 +51,8 @@ class LocalLab:
     #: recipes each agency's admin approves at start: "all" those its data can serve, or none.
     approve: bool = True
     log_dir: Path | None = None
+    #: the hub address nodes are given (default: the hub itself; tests put a proxy here).
+    node_hub_url: str | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[object] = field(default_factory=list)
@@ -129,7 +131,7 @@ class LocalLab:
                 "--data",
                 str(self.city_dir / agency),
                 "--hub",
-                self.url,
+                self.node_hub_url or self.url,
                 "--state",
                 str(self.node_state(agency)),
                 "--min-cell",

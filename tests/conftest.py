@@ -1,0 +1,79 @@
+"""Session fixtures: one synthetic city and one live lab (hub + a node per agency, real
+processes on loopback) shared by the end-to-end, attack and notebook tests.
+
+Everything the nodes and the analyst send to the hub goes through a recording proxy, so the
+attack tests can inspect every byte the hub received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from datalab.client import Lab
+from datalab.local_lab import ANALYST, AUDITOR, OPERATOR, LocalLab, free_port
+from tests.support.identifiers import CityIdentifiers
+from tests.support.proxy import RecordingProxy
+
+TEST_PEOPLE = 20_000
+TEST_SEED = 11
+
+
+@pytest.fixture(scope="session")
+def city(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from datalab.synth import SynthConfig, synthesize
+
+    out = tmp_path_factory.mktemp("city") / "city"
+    synthesize(SynthConfig(people=TEST_PEOPLE, seed=TEST_SEED), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def city_identifiers(city: Path) -> CityIdentifiers:
+    return CityIdentifiers.load(city)
+
+
+@pytest.fixture(scope="session")
+def hub_proxy_lab(
+    city: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[LocalLab, RecordingProxy]]:
+    state = tmp_path_factory.mktemp("lab")
+    lab = LocalLab(city_dir=city, state_dir=state, port=free_port())
+    proxy = RecordingProxy(lab.port)
+    lab.node_hub_url = proxy.url
+    lab.start()
+    try:
+        yield lab, proxy
+    finally:
+        lab.stop()
+        proxy.close()
+
+
+@pytest.fixture(scope="session")
+def lab(hub_proxy_lab: tuple[LocalLab, RecordingProxy]) -> LocalLab:
+    return hub_proxy_lab[0]
+
+
+@pytest.fixture(scope="session")
+def proxy(hub_proxy_lab: tuple[LocalLab, RecordingProxy]) -> RecordingProxy:
+    return hub_proxy_lab[1]
+
+
+@pytest.fixture(scope="session")
+def analyst(lab: LocalLab, proxy: RecordingProxy) -> Iterator[Lab]:
+    with Lab(proxy.url, lab.tokens[ANALYST]) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def auditor(lab: LocalLab, proxy: RecordingProxy) -> Iterator[Lab]:
+    with Lab(proxy.url, lab.tokens[AUDITOR]) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def operator(lab: LocalLab, proxy: RecordingProxy) -> Iterator[Lab]:
+    with Lab(proxy.url, lab.tokens[OPERATOR]) as client:
+        yield client
