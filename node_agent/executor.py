@@ -1,0 +1,183 @@
+"""Running one task: every check the node makes on its own, then the computation, then the
+signed answer.
+
+The order matters: the hub's signature is verified before anything else in the task is trusted,
+the nonce is claimed before any row is read, and the column policy is checked before the
+connector runs. Every outcome is written to the local log; what the hub receives is a signed
+Partial whose ``reason`` is public (it reaches the analyst), while the detail stays here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from datalab.canonical import digest
+from datalab.errors import DatalabError, TaskRefused
+from datalab.signing import BadSignature, SigningKey, verify_value
+from datalab.wire import Partial, PartialStatus, SignedPartial, SignedTask, Table, Task
+from node_agent.approvals import ApprovalStore
+from node_agent.connector import Connector, ConnectorError
+from node_agent.log import LocalLog
+from node_agent.policy import check_plan, check_query_set
+from node_agent.replay import NonceStore, check_fresh
+from node_agent.settings import NodeSettings
+from recipes.registry import RecipeRegistry
+
+logger = logging.getLogger(__name__)
+
+#: The reason a failed task gives the hub: the detail (which may quote the engine's error, and
+#: an engine error can quote a data value) stays in the node's console log.
+FAILED_REASON = "the node could not compute this task; its operator has the details"
+
+
+def sign_partial(key: SigningKey, partial: Partial) -> SignedPartial:
+    return SignedPartial(partial=partial, signature=key.sign_value(partial.model_dump(mode="json")))
+
+
+@dataclass
+class Executor:
+    """Everything a task is checked against and run with, wired once at start."""
+
+    settings: NodeSettings
+    connector: Connector
+    registry: RecipeRegistry
+    approvals: ApprovalStore
+    nonces: NonceStore
+    log: LocalLog
+    node_key: SigningKey
+    hub_public_key: str
+
+    def execute(self, signed: SignedTask) -> SignedPartial:
+        """Check and run one task; always answers with a signed partial, never raises."""
+        started = time.perf_counter()
+        task = signed.task
+        self.log.append("task_received", _task_summary(task))
+        try:
+            table, query_set_size = self._checked_run(signed)
+        except TaskRefused as exc:
+            self.log.append(
+                "task_refused",
+                {
+                    "task_id": task.task_id,
+                    "job_id": task.job_id,
+                    "reason": exc.message,
+                    "detail": exc.detail,
+                },
+            )
+            return self._answer(task, started, PartialStatus.REFUSED, reason=exc.message)
+        except Exception as exc:
+            logger.exception("task %s failed", task.task_id)
+            self.log.append(
+                "task_failed",
+                {"task_id": task.task_id, "job_id": task.job_id, "error": type(exc).__name__},
+            )
+            return self._answer(task, started, PartialStatus.FAILED, reason=FAILED_REASON)
+        answer = self._answer(
+            task, started, PartialStatus.OK, table=table, query_set_size=query_set_size
+        )
+        self.log.append(
+            "task_done",
+            {
+                "task_id": task.task_id,
+                "job_id": task.job_id,
+                "table_sha256": digest(table.model_dump(mode="json")),
+                "rows": len(table.rows),
+                "query_set_size": query_set_size,
+                "seconds": answer.partial.seconds,
+                "partial_signature": answer.signature,
+            },
+        )
+        return answer
+
+    def _checked_run(self, signed: SignedTask) -> tuple[Table, int]:
+        task = signed.task
+        try:
+            verify_value(self.hub_public_key, task.model_dump(mode="json"), signed.signature)
+        except BadSignature:
+            raise TaskRefused("task signature does not verify against the pinned hub key") from None
+        if task.agency != self.settings.agency:
+            raise TaskRefused(
+                f"task is addressed to agency {task.agency!r}; this node is "
+                f"{self.settings.agency!r}"
+            )
+        check_fresh(task)
+        self.nonces.claim(task)
+        key = f"{task.recipe}@{task.version}"
+        try:
+            recipe = self.registry.get(task.recipe, task.version)
+        except DatalabError:
+            raise TaskRefused(f"recipe {key} is not in this node's recipe library") from None
+        local_sha = recipe.code_sha256()
+        if local_sha != task.code_sha256:
+            raise TaskRefused(
+                f"recipe {key}: the hub's code (sha256 {task.code_sha256[:12]}…) differs from "
+                f"this node's copy (sha256 {local_sha[:12]}…); both must run the same reviewed code"
+            )
+        try:
+            params = recipe.validate(task.params)
+        except DatalabError as exc:
+            raise TaskRefused(f"recipe {key}: {exc.message}") from None
+        self.approvals.check(task, params)
+        catalogue = {d.name: d for d in self.connector.datasets()}
+        dataset = catalogue.get(task.dataset)
+        spec = self.connector.spec(task.dataset)
+        if dataset is None or spec is None:
+            raise TaskRefused(f"agency {self.settings.agency} holds no dataset {task.dataset!r}")
+        try:
+            plan = recipe.plan(params, dataset)
+        except DatalabError as exc:
+            raise TaskRefused(f"recipe {key}: {exc.message}") from None
+        if plan.dataset != task.dataset:
+            raise TaskRefused(
+                f"recipe {key} planned dataset {plan.dataset!r}, the task is for {task.dataset!r}"
+            )
+        check_plan(plan, spec, self.settings)
+        try:
+            table, query_set_size = self.connector.run(plan)
+        except ConnectorError as exc:
+            raise TaskRefused(f"recipe {key}: {exc}") from None
+        check_query_set(query_set_size, self.settings)
+        return table, query_set_size
+
+    def _answer(
+        self,
+        task: Task,
+        started: float,
+        status: PartialStatus,
+        *,
+        reason: str | None = None,
+        table: Table | None = None,
+        query_set_size: int | None = None,
+    ) -> SignedPartial:
+        partial = Partial(
+            task_id=task.task_id,
+            job_id=task.job_id,
+            agency=self.settings.agency,
+            code_sha256=task.code_sha256,
+            status=status,
+            reason=reason,
+            table=table,
+            min_cell=self.settings.min_cell,
+            query_set_size=query_set_size,
+            computed_at=time.time(),
+            seconds=round(time.perf_counter() - started, 6),
+        )
+        return sign_partial(self.node_key, partial)
+
+
+def _task_summary(task: Task) -> dict[str, Any]:
+    """What the log keeps of a received task: ids, recipe, hash and the analyst's parameters."""
+    return {
+        "task_id": task.task_id,
+        "job_id": task.job_id,
+        "agency": task.agency,
+        "dataset": task.dataset,
+        "recipe": f"{task.recipe}@{task.version}",
+        "code_sha256": task.code_sha256,
+        "params_sha256": digest(task.params),
+        "nonce": task.nonce,
+        "expires_at": task.expires_at,
+    }

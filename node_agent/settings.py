@@ -1,0 +1,134 @@
+"""The node's one validated settings object (environment prefix ``DATALAB_NODE_``).
+
+Settings are read once, validated here, and passed to every component, so no module reads the
+environment on its own and a production start with a development secret fails loudly at once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from datalab.geography import Level
+
+#: The enrolment token a development hub accepts; refused in production.
+DEV_ENROLMENT_TOKEN = "dev-enrolment-token"
+
+#: Agency names end up in file paths and URL paths, so they are restricted to a safe alphabet.
+AGENCY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+KEY_FILE = "node_key.pem"
+HUB_KEY_FILE = "hub_key.pub"
+APPROVALS_FILE = "approvals.json"
+NONCES_FILE = "nonces.sqlite"
+LOG_FILE = "node-log.jsonl"
+
+
+def default_state_dir(agency: str) -> Path:
+    """Where a node keeps its key, approvals, nonces and log unless told otherwise."""
+    return Path("var") / f"node-{agency}"
+
+
+class StateSettings(BaseSettings):
+    """What the admin commands (approve, revoke, log) need: which agency and where its state is.
+
+    Kept apart from :class:`NodeSettings` so an admin can manage approvals without a data folder
+    or a hub address.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DATALAB_NODE_", extra="ignore")
+
+    agency: str = Field(pattern=AGENCY_PATTERN)
+    state_dir: Path | None = None
+    environment: Literal["development", "production"] = "development"
+
+    @model_validator(mode="after")
+    def _default_state_dir(self) -> Self:
+        if self.state_dir is None:
+            self.state_dir = default_state_dir(self.agency)
+        return self
+
+    @property
+    def state(self) -> Path:
+        """The state folder (never None after validation)."""
+        assert self.state_dir is not None
+        return self.state_dir
+
+    @property
+    def key_path(self) -> Path:
+        return self.state / KEY_FILE
+
+    @property
+    def hub_key_path(self) -> Path:
+        return self.state / HUB_KEY_FILE
+
+    @property
+    def approvals_path(self) -> Path:
+        return self.state / APPROVALS_FILE
+
+    @property
+    def nonces_path(self) -> Path:
+        return self.state / NONCES_FILE
+
+    @property
+    def log_path(self) -> Path:
+        return self.state / LOG_FILE
+
+
+class NodeSettings(StateSettings):
+    """Everything a running node agent needs."""
+
+    #: the agency folder holding manifest.json and the datasets it names.
+    data_dir: Path
+    hub_url: str = "http://127.0.0.1:8000"
+    enrolment_token: str = DEV_ENROLMENT_TOKEN
+    #: the hub's Ed25519 public key (hex). Required in production; in development, when unset,
+    #: the key is fetched on first start and pinned in state_dir/hub_key.pub (trust on first use).
+    hub_public_key: str | None = None
+    #: this agency's minimum cell size and minimum query-set size.
+    min_cell: int = Field(default=10, ge=1)
+    #: the finest area level a geographic quasi-identifier may be grouped at.
+    finest_level: Level = "grid"
+    #: seconds a task long-poll waits at the hub (the hub caps it at 30).
+    poll_wait_s: float = Field(default=20.0, gt=0, le=30)
+    #: DuckDB worker threads (default: all cores).
+    duckdb_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    #: tasks of one poll that may run at the same time.
+    max_concurrent_tasks: int = Field(default=2, ge=1, le=16)
+
+    @field_validator("hub_url")
+    @classmethod
+    def _hub_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("hub_url must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("hub_public_key")
+    @classmethod
+    def _hub_key(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        value = value.strip().lower()
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError("hub_public_key must be 64 hex characters (a raw Ed25519 key)")
+        return value
+
+    @model_validator(mode="after")
+    def _production_refuses_dev_defaults(self) -> Self:
+        if self.environment == "production":
+            if self.enrolment_token == DEV_ENROLMENT_TOKEN:
+                raise ValueError(
+                    "production refuses the development enrolment token; "
+                    "set DATALAB_NODE_ENROLMENT_TOKEN to the hub's token"
+                )
+            if self.hub_public_key is None:
+                raise ValueError(
+                    "production needs the hub's public key pinned: set DATALAB_NODE_HUB_PUBLIC_KEY"
+                )
+            if not self.hub_url.startswith("https://"):
+                raise ValueError("production talks to the hub over https:// only")
+        return self
