@@ -157,7 +157,7 @@ class NodeAgent:
             settings.data_dir, threads=settings.duckdb_threads
         )
         self.log = LocalLog(settings.log_path, self.key)
-        self.approvals = ApprovalStore(settings.approvals_path, settings.agency)
+        self.approvals = ApprovalStore(settings.state, settings.agency)
         self.nonces = NonceStore(settings.nonces_path)
         self._transport = transport
         self._stop = asyncio.Event()

@@ -25,6 +25,9 @@ from datalab.errors import BadRequest, TaskRefused
 from datalab.wire import Task
 from recipes.contract import check_bounds
 
+#: The file, in the node's state folder, that holds the approvals.
+APPROVALS_FILE = "approvals.json"
+
 _BOUND_KEYS = {"minimum", "maximum", "choices"}
 
 
@@ -48,7 +51,8 @@ class Approval(BaseModel):
 class _ApprovalFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    agency: str
+    #: the agency these approvals belong to (None until a store that knows it writes the file).
+    agency: str | None = None
     approvals: dict[str, Approval] = Field(default_factory=dict)
 
 
@@ -74,12 +78,19 @@ def validate_bounds(bounds: Any) -> dict[str, dict[str, Any]]:
 
 
 class ApprovalStore:
-    """The approvals of one agency, in ``path``."""
+    """The approvals of one agency, in ``state_dir/approvals.json``.
 
-    def __init__(self, path: Path, agency: str) -> None:
-        self.path = Path(path)
+    ``agency`` is checked against the agency recorded in the file, so one agency's approvals
+    cannot be loaded by another agency's node by a mistaken ``--state``.
+    """
+
+    def __init__(self, state_dir: Path, agency: str | None = None) -> None:
+        self.path = Path(state_dir) / APPROVALS_FILE
         self.agency = agency
         self._lock = threading.Lock()
+
+    def _agency_name(self) -> str:
+        return self.agency or self._load().agency or "this agency"
 
     # -- reading
 
@@ -89,7 +100,7 @@ class ApprovalStore:
         except FileNotFoundError:
             return _ApprovalFile(agency=self.agency)
         data = _ApprovalFile.model_validate_json(text)
-        if data.agency != self.agency:
+        if self.agency is not None and data.agency not in (None, self.agency):
             raise ValueError(f"{self.path} holds approvals of agency {data.agency!r}")
         return data
 
@@ -124,6 +135,7 @@ class ApprovalStore:
         )
         with self._lock:
             data = self._load()
+            data.agency = data.agency or self.agency
             data.approvals[approval.key] = approval
             self._write(data)
         return approval
@@ -160,23 +172,24 @@ class ApprovalStore:
         also applies to a parameter the analyst left at its default.
         """
         key = f"{task.recipe}@{task.version}"
-        how = f"approve it with: datalab node approve --agency {self.agency} --recipe {key}"
+        agency = self._agency_name()
+        how = f"approve it with: datalab node approve --agency {agency} --recipe {key}"
         approval = self.get(task.recipe, task.version)
         if approval is None:
             raise TaskRefused(
                 f"recipe {key} (sha256 {task.code_sha256[:12]}…) is not approved by agency "
-                f"{self.agency}; {how}"
+                f"{agency}; {how}"
             )
         if approval.code_sha256 != task.code_sha256:
             raise TaskRefused(
                 f"recipe {key} (sha256 {task.code_sha256[:12]}…) is not approved by agency "
-                f"{self.agency}: the approval pins sha256 {approval.code_sha256[:12]}…; "
+                f"{agency}: the approval pins sha256 {approval.code_sha256[:12]}…; "
                 f"re-{how}"
             )
         problems = check_bounds(task.params if params is None else params, approval.bounds)
         if problems:
             raise TaskRefused(
-                f"parameters outside agency {self.agency}'s approval of {key}: "
+                f"parameters outside agency {agency}'s approval of {key}: "
                 + "; ".join(problems)
             )
         return approval

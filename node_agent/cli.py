@@ -209,7 +209,7 @@ def _approve(
         bounds = json.loads(args.bounds) if args.bounds else {}
     except json.JSONDecodeError as exc:
         raise UsageError(f"--bounds is not valid JSON: {exc.msg}") from None
-    store = ApprovalStore(state.approvals_path, state.agency)
+    store = ApprovalStore(state.state, state.agency)
     approval = store.approve(
         name, version, sha, bounds, approved_by=args.by or getpass.getuser(), note=args.note
     )
@@ -223,14 +223,14 @@ def _approve(
 
 def _revoke(args: argparse.Namespace, state: StateSettings) -> int:
     name, version = _split_recipe(args.recipe)
-    if not ApprovalStore(state.approvals_path, state.agency).revoke(name, version):
+    if not ApprovalStore(state.state, state.agency).revoke(name, version):
         raise UsageError(f"{name}@{version} is not approved by agency {state.agency}")
     print(f"revoked {name}@{version} for agency {state.agency}")
     return EXIT_OK
 
 
 def _list(args: argparse.Namespace, state: StateSettings) -> int:
-    approvals = ApprovalStore(state.approvals_path, state.agency).list()
+    approvals = ApprovalStore(state.state, state.agency).list()
     if args.json:
         print(json.dumps([a.model_dump(mode="json") for a in approvals], indent=2))
         return EXIT_OK

@@ -23,7 +23,6 @@ AGENCY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 KEY_FILE = "node_key.pem"
 HUB_KEY_FILE = "hub_key.pub"
-APPROVALS_FILE = "approvals.json"
 NONCES_FILE = "nonces.sqlite"
 LOG_FILE = "node-log.jsonl"
 
@@ -65,10 +64,6 @@ class StateSettings(BaseSettings):
     @property
     def hub_key_path(self) -> Path:
         return self.state / HUB_KEY_FILE
-
-    @property
-    def approvals_path(self) -> Path:
-        return self.state / APPROVALS_FILE
 
     @property
     def nonces_path(self) -> Path:
