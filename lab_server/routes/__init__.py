@@ -1,0 +1,1 @@
+"""Thin HTTP routers: parse, authenticate, call one service, return a wire type."""

@@ -1,0 +1,50 @@
+"""Jobs: submit, read (long-poll until something changes), list."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from datalab.wire import JobRequest, JobView
+from lab_server.deps import CurrentUser, Hub
+from lab_server.jobs import fingerprint
+from lab_server.notify import job_key
+
+router = APIRouter(tags=["jobs"])
+
+
+@router.post("/jobs", status_code=202)
+def submit(body: JobRequest, user: CurrentUser, hub: Hub) -> JobView:
+    return hub.jobs.create(user, body)
+
+
+@router.get("/jobs")
+def list_jobs(user: CurrentUser, hub: Hub) -> list[JobView]:
+    return hub.jobs.list(user)
+
+
+@router.get("/jobs/{job_id}")
+async def get_job(
+    job_id: str,
+    user: CurrentUser,
+    hub: Hub,
+    wait: Annotated[float, Query(ge=0, description="long-poll seconds (capped)")] = 0.0,
+) -> JobView:
+    """The job; with ``wait``, returns as soon as its state or a task's state changes."""
+    deadline = time.monotonic() + min(wait, hub.settings.long_poll_max_s)
+    key = job_key(job_id)
+    ticket = hub.notifier.ticket(key)
+    view = await run_in_threadpool(hub.jobs.get, user, job_id)
+    first = fingerprint(view)
+    while not view.state.final and fingerprint(view) == first:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        if not await hub.notifier.wait(key, ticket, remaining):
+            break
+        ticket = hub.notifier.ticket(key)
+        view = await run_in_threadpool(hub.jobs.get, user, job_id)
+    return view
