@@ -9,6 +9,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,10 @@ def open_hub(settings: HubSettings, **client_kw: Any) -> Iterator[Hub]:
     with TestClient(app, **client_kw) as client:
         yield Hub(settings, client)
     app.state.services.db.dispose()
+
+
+#: ``with running_hub(settings) as hub:`` — for tests that need their own settings or a restart.
+running_hub = contextmanager(open_hub)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from datalab.signing import verify_value
 from datalab.wire import PartialStatus
 from lab_server.audit import verify_chain
 from lab_server.db import AuditRow, Job
-from tests.lab_server.conftest import Hub, make_settings, open_hub
+from tests.lab_server.conftest import Hub, make_settings, running_hub
 
 
 def test_job_flow_releases_a_protected_result_with_provenance(store_hub: Hub) -> None:
@@ -99,7 +99,7 @@ def test_a_node_refusal_refuses_the_job_naming_agency_and_reason(store_hub: Hub)
 
 def test_a_silent_node_times_out_and_fails_the_job(tmp_path: Path, database_url: str) -> None:
     settings = make_settings(tmp_path / "hub", database_url, node_timeout_s=0.3)
-    for hub in open_hub(settings):
+    with running_hub(settings) as hub:
         north, _south = hub.node("north"), hub.node("south")
         job_id = hub.submit().json()["job_id"]
         (task,) = north.poll()
@@ -119,7 +119,7 @@ def test_a_recipe_that_allows_missing_nodes_releases_without_them(
     tmp_path: Path, database_url: str
 ) -> None:
     settings = make_settings(tmp_path / "hub", database_url, node_timeout_s=0.3)
-    for hub in open_hub(settings):
+    with running_hub(settings) as hub:
         north, _south = hub.node("north"), hub.node("south")
         job_id = hub.submit(recipe="count_allowing_missing").json()["job_id"]
         (task,) = north.poll()
@@ -138,14 +138,14 @@ def test_restart_keeps_jobs_and_audit_and_redelivers_unanswered_tasks(
     tmp_path: Path, database_url: str
 ) -> None:
     settings = make_settings(tmp_path / "hub", database_url)
-    for hub in open_hub(settings):
+    with running_hub(settings) as hub:
         north = hub.node("north")
         key = north.key
         job_id = hub.submit().json()["job_id"]
         (before,) = north.poll()
         entries = len(hub.audit_events())
         tokens = dict(hub.tokens)
-    for hub in open_hub(settings):
+    with running_hub(settings) as hub:
         hub.tokens.update(tokens)
         assert hub.job(job_id)["state"] == "running"
         assert len(hub.audit_events()) >= entries
