@@ -189,7 +189,6 @@ class ApprovalStore:
         problems = check_bounds(task.params if params is None else params, approval.bounds)
         if problems:
             raise TaskRefused(
-                f"parameters outside agency {agency}'s approval of {key}: "
-                + "; ".join(problems)
+                f"parameters outside agency {agency}'s approval of {key}: " + "; ".join(problems)
             )
         return approval

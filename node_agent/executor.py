@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from datalab.canonical import digest
@@ -24,6 +24,7 @@ from node_agent.log import LocalLog
 from node_agent.policy import check_plan, check_query_set
 from node_agent.replay import NonceStore, check_fresh
 from node_agent.settings import NodeSettings
+from recipes.contract import Recipe
 from recipes.registry import RecipeRegistry
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class Executor:
     log: LocalLog
     node_key: SigningKey
     hub_public_key: str
+    _hashes: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def execute(self, signed: SignedTask) -> SignedPartial:
         """Check and run one task; always answers with a signed partial, never raises."""
@@ -110,7 +112,7 @@ class Executor:
             recipe = self.registry.get(task.recipe, task.version)
         except DatalabError:
             raise TaskRefused(f"recipe {key} is not in this node's recipe library") from None
-        local_sha = recipe.code_sha256()
+        local_sha = self._code_sha256(key, recipe)
         if local_sha != task.code_sha256:
             raise TaskRefused(
                 f"recipe {key}: the hub's code (sha256 {task.code_sha256[:12]}…) differs from "
@@ -141,6 +143,13 @@ class Executor:
             raise TaskRefused(f"recipe {key}: {exc}") from None
         check_query_set(query_set_size, self.settings)
         return table, query_set_size
+
+    def _code_sha256(self, key: str, recipe: Recipe) -> str:
+        """The recipe's hash, computed once: it is the code loaded in this process that runs,
+        and re-reading the source from disk for every task costs milliseconds."""
+        if key not in self._hashes:
+            self._hashes[key] = recipe.code_sha256()
+        return self._hashes[key]
 
     def _answer(
         self,
