@@ -18,8 +18,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
-from sqlalchemy import select, text
-from sqlalchemy.orm import Session
+from sqlalchemy import event, select, text
+from sqlalchemy.orm import Session, SessionTransaction
 
 from datalab.canonical import canonical_bytes
 from lab_server.db import AuditRow
@@ -29,6 +29,8 @@ GENESIS_HASH = "0" * 64
 HUB = "hub"
 #: a PostgreSQL advisory lock key that serialises appends across hub processes.
 _PG_AUDIT_LOCK = 0x6461_7461_6C61_62
+#: where a transaction keeps the chain head it has read or written (Session.info key).
+_HEAD = "datalab_audit_head"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,12 +195,15 @@ def record(session: Session, event: AuditEvent) -> AuditRow:
     Appends are serialised: by the write lock and ``BEGIN IMMEDIATE`` on SQLite, by an advisory
     transaction lock on PostgreSQL; the primary key on ``seq`` makes any race fail, not fork.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
-    last = session.execute(
-        select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
-    ).first()
-    seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+    head = session.info.get(_HEAD)
+    if head is None:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_AUDIT_LOCK})
+        last = session.execute(
+            select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
+        ).first()
+        head = (last[0], last[1]) if last else (0, GENESIS_HASH)
+    seq, prev_hash = head[0] + 1, head[1]
     ts = round(time.time(), 6)
     data = event.data()
     data_json = canonical_bytes(data).decode("utf-8")
@@ -214,8 +219,16 @@ def record(session: Session, event: AuditEvent) -> AuditRow:
         hash=entry_hash(prev_hash, seq, ts, event.name, event.actor, data),
     )
     session.add(row)
-    session.flush()
+    # The head is remembered for the rest of this transaction (we hold the append lock), so a
+    # transaction writing several entries reads the chain head once; it is dropped at its end.
+    session.info[_HEAD] = (seq, row.hash)
     return row
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_head(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_HEAD, None)
 
 
 class ChainCheck(NamedTuple):

@@ -6,6 +6,7 @@ Both checks are dependencies so a route states its caller in its signature
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -30,15 +31,31 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
+#: how long a token that was found stays trusted without a database read (unknown tokens are
+#: always looked up, so a person created by the users CLI can sign in at once).
+TOKEN_CACHE_S = 10.0
+_MAX_CACHED_TOKENS = 1024
+
+
 def current_person(request: Request) -> Actor:
     """The person whose bearer token this is; 401 otherwise. (Sync: runs in the threadpool.)"""
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("sign in: send 'Authorization: Bearer <token>'")
-    with services_of(request).db.read() as session:
+    services = services_of(request)
+    cache: dict[str, tuple[float, Actor]] = services.token_cache
+    digest = users.hash_token(token)
+    hit = cache.get(digest)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < TOKEN_CACHE_S:
+        return hit[1]
+    with services.db.read() as session:
         actor = users.by_token(session, token)
     if actor is None:
         raise Unauthorized("unknown or revoked token")
+    if len(cache) >= _MAX_CACHED_TOKENS:
+        cache.clear()
+    cache[digest] = (now, actor)
     return actor
 
 

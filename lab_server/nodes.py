@@ -60,6 +60,9 @@ class NodeService:
         self._db = db
         self._hub_key = hub_key
         self._notifier = notifier
+        # Pinned keys change only through this service (register/remove), so an in-process
+        # copy saves a database read on every signed node request.
+        self._keys: dict[str, str] = {}
 
     def register(
         self, enrolment_token: str | None, signed: SignedRegistration
@@ -117,10 +120,16 @@ class NodeService:
             )
 
     def public_key(self, agency: str) -> str | None:
+        cached = self._keys.get(agency)
+        if cached is not None:
+            return cached
         with self._db.read() as session:
-            return session.execute(
+            key = session.execute(
                 select(Node.public_key).where(Node.agency == agency)
             ).scalar_one_or_none()
+        if key is not None:
+            self._keys[agency] = key
+        return key
 
     def remove(self, by: str, agency: str) -> None:
         with self._db.write() as session:
@@ -129,6 +138,7 @@ class NodeService:
                 raise NotFound(f"no node for agency {agency!r}")
             session.delete(node)
             audit.record(session, audit.NodeRemoved(actor=by, agency=agency))
+        self._keys.pop(agency, None)
 
     def list(self) -> list[dict[str, object]]:
         with self._db.read() as session:

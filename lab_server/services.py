@@ -6,14 +6,14 @@ logic, and routes reach them through the typed dependencies in ``deps.py``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from datalab.signing import SigningKey, load_or_create_key
 from lab_server.db import Database
 from lab_server.jobs import JobService, Protector
 from lab_server.nodes import NodeService
 from lab_server.notify import Notifier
-from lab_server.permissions import Gate
+from lab_server.permissions import Actor, Gate
 from lab_server.recipe_book import RecipeBook
 from lab_server.settings import HubSettings
 from recipes.registry import RecipeRegistry, default_registry
@@ -29,6 +29,8 @@ class Services:
     gate: Gate
     nodes: NodeService
     jobs: JobService
+    #: sha256(token) → (when looked up, person): see ``auth.current_person``.
+    token_cache: dict[str, tuple[float, Actor]] = field(default_factory=dict)
 
 
 def open_database(settings: HubSettings) -> Database:
