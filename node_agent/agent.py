@@ -93,11 +93,12 @@ async def register(
     )
     signed = SignedRegistration(
         registration=registration,
-        signature=key.sign_value(registration.model_dump(mode="json")),
+        # by alias: a column's class travels as "class" (the manifest's own spelling)
+        signature=key.sign_value(registration.model_dump(mode="json", by_alias=True)),
     )
     response = await client.post(
         f"{settings.hub_url}{API}/nodes/register",
-        content=signed.model_dump_json().encode(),
+        content=signed.model_dump_json(by_alias=True).encode(),
         headers={
             "Authorization": f"Bearer {settings.enrolment_token}",
             "Content-Type": "application/json",

@@ -180,6 +180,7 @@ def _run(args: argparse.Namespace, registry: RecipeRegistry | None) -> int:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per long-poll
     from node_agent.agent import NodeAgent  # imports httpx/duckdb only when running
 
     agent = NodeAgent(settings, registry=_registry(registry))
