@@ -34,8 +34,15 @@ def _dates(days: np.ndarray, null: np.ndarray | None = None) -> pa.Array:
     return pa.array(days.astype(np.int32), type=pa.date32(), mask=mask)
 
 
-def _date_text(days: np.ndarray, fmt: str) -> pa.Array:
-    return pc.strftime(pa.array(days.astype(np.int32), pa.date32()).cast(pa.timestamp("s")), fmt)
+def _date_text(days: np.ndarray, separator: str) -> pa.Array:
+    """Dates as text YYYY<sep>MM<sep>DD, built as an ASCII matrix (strftime is ~10x slower)."""
+    y, m, d = ymd(days)
+    digits = [y // 1000, y // 100 % 10, y // 10 % 10, y % 10, m // 10, m % 10, d // 10, d % 10]
+    columns = [c + ord("0") for c in digits]
+    if separator:
+        sep = np.full(len(days), ord(separator))
+        columns = [*columns[:4], sep, *columns[4:6], sep, *columns[6:]]
+    return matrix_to_strings(np.stack(columns, axis=1).astype(np.uint8))
 
 
 def _ids_with_prefix(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
@@ -74,8 +81,8 @@ class Chunk:
             sex_cn=_take(pa.array(["男", "女"]), female),
             sex_12=_take(pa.array(["1", "2"]), female),
             birth=_dates(people.birth),
-            birth_slash=_date_text(people.birth, "%Y/%m/%d"),
-            birth_compact=_date_text(people.birth, "%Y%m%d"),
+            birth_slash=_date_text(people.birth, "/"),
+            birth_compact=_date_text(people.birth, ""),
             lower_ids=matrix_to_strings(lower_x(people.id_mat)),
             last_reg_grid=last_reg,
         )

@@ -78,9 +78,9 @@ def valid_ids(values: pa.Array | pa.ChunkedArray | list[str | None]) -> np.ndarr
 
 
 def matrix_to_strings(mat: np.ndarray) -> pa.StringArray:
-    """Turn an ASCII ID matrix into an Arrow string array (one C-level pass)."""
-    n = mat.shape[0]
-    offsets = pa.array(np.arange(0, 18 * (n + 1), 18, dtype=np.int32))
+    """Turn an ASCII matrix (one fixed-width string per row) into an Arrow string array."""
+    n, width = mat.shape
+    offsets = pa.array(np.arange(0, width * (n + 1), width, dtype=np.int32))
     return pa.StringArray.from_buffers(
         n, offsets.buffers()[1], pa.py_buffer(np.ascontiguousarray(mat).tobytes())
     )
