@@ -82,7 +82,6 @@ class LocalLab:
         if not self.port:
             self.port = free_port()
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        (self.log_dir or self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         agencies = self.agency_names()
         self._say(progress, f"hub on {self.url}")
         self._create_people(agencies)
@@ -212,6 +211,7 @@ class LocalLab:
         if name in self._procs and self._procs[name].poll() is None:
             raise DatalabError(f"{name} is already running")
         log_path = (self.log_dir or self.state_dir / "logs") / f"{name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
         fh = log_path.open("ab")
         self._logs.append(fh)
         self._procs[name] = subprocess.Popen(

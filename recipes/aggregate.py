@@ -287,7 +287,7 @@ def _check_against(params: dict[str, Any], dataset: CatalogueDataset) -> None:
                     f"column {name!r} holds {spec.geo_level} codes: it cannot be grouped at "
                     f"{level} level"
                 )
-            if level in params["group_by"]:
+            if level != name and level in params["group_by"]:
                 raise InvalidParameters(
                     f"column {level!r} clashes with the name of the rolled-up area key"
                 )

@@ -19,7 +19,6 @@ def test_notebook_runs_against_a_live_lab(
 ) -> None:
     monkeypatch.setenv("DATALAB_URL", lab.url)
     monkeypatch.setenv("DATALAB_TOKEN", lab.tokens[ANALYST])
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}

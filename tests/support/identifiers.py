@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 _ID_RE = re.compile(rb"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
 _HAN_RE = re.compile(r"[\u4e00-\u9fff]{2,4}")
+_ESCAPE_RE = re.compile(r"\\u([0-9a-fA-F]{4})")
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ class CityIdentifiers:
 
     def leaked_names(self, data: bytes) -> set[str]:
         text = data.decode("utf-8", errors="ignore")
-        if "\\u" in text:  # JSON may escape non-ASCII
-            text += " " + text.encode().decode("unicode_escape", errors="ignore")
+        if "\\u" in text:  # JSON may escape non-ASCII as \uXXXX
+            text += " " + _ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), text)
         found: set[str] = set()
         for run in _HAN_RE.findall(text):
             # a name may sit inside a longer run of Hanzi: check every 2–3 character window
