@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, select, update
 
 from datalab.canonical import digest
 from datalab.signing import verify_value
@@ -176,11 +176,14 @@ def test_audit_chain_verifies_and_detects_an_edited_or_deleted_entry(store_hub: 
 
     db = hub.services.db
     requested = next(e for e in entries if e["event"] == "job_requested")
+    with db.read() as session:
+        original = session.scalar(select(AuditRow.data).where(AuditRow.seq == requested["seq"]))
+    assert original is not None and '"min_age":30' in original
     with db.write() as session:
         session.execute(
             update(AuditRow)
             .where(AuditRow.seq == requested["seq"])
-            .values(data=func.replace(AuditRow.data, "30", "31"))
+            .values(data=original.replace('"min_age":30', '"min_age":31'))
         )
     report = hub.client.get("/api/v1/audit/verify", headers=auditor).json()
     assert report["ok"] is False and report["first_bad"] == requested["seq"]
@@ -191,7 +194,7 @@ def test_audit_chain_verifies_and_detects_an_edited_or_deleted_entry(store_hub: 
         session.execute(
             update(AuditRow)
             .where(AuditRow.seq == requested["seq"])
-            .values(data=func.replace(AuditRow.data, "31", "30"))
+            .values(data=original)
         )
     with db.read() as session:
         assert verify_chain(session).ok
