@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -147,7 +148,7 @@ def throughput(work: Path, rows: int, repeat: int) -> tuple[float, float]:
     with LocalLab(city_dir=city, state_dir=work / "big-state", node_timeout_s=600) as lab:
         analyst = Lab(lab.url, lab.tokens[ANALYST], timeout=600)
         result = analyst.run(**QUERY, recipe="aggregate", progress=False)
-        got = {r.street: r.n for r in result.itertuples() if r.n == r.n}
+        got = {r.street: r.n for r in result.itertuples() if pd.notna(r.n)}
         mismatched = [k for k, v in got.items() if expected.get(k) != v]
         if mismatched:
             raise SystemExit(f"lab and DuckDB disagree on {len(mismatched)} streets")

@@ -251,4 +251,12 @@ class Lab:
 
 
 def table_to_frame(table: Table) -> pd.DataFrame:
-    return pd.DataFrame.from_records(table.rows, columns=table.columns)
+    """A released table as a DataFrame; counts with suppressed cells stay integers (``<NA>``)."""
+    frame = pd.DataFrame.from_records(table.rows, columns=table.columns)
+    for i, name in enumerate(table.columns):
+        values = [row[i] for row in table.rows if row[i] is not None]
+        if len(values) < len(table.rows) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in values
+        ):
+            frame[name] = pd.array([row[i] for row in table.rows], dtype="Int64")
+    return frame

@@ -23,7 +23,7 @@ from datalab.local_lab import ANALYST, AUDITOR, LocalLab, free_port
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--people", type=int, default=20_000, help="city size (default 20000)")
+    parser.add_argument("--people", type=int, default=50_000, help="city size (default 50000)")
     parser.add_argument("--seed", type=int, default=7, help="city seed (default 7)")
     parser.add_argument(
         "--dir",
@@ -103,13 +103,13 @@ def _analyst_session(lab: LocalLab) -> None:
     datasets = analyst.datasets()
     _print(datasets[["agency", "dataset", "kind", "rows", "columns", "node_status"]])
 
-    _heading("4. Key groups by area: elderly per street (civil affairs)")
-    _show(analyst.run("key_groups", group="elderly", level="street", progress=False), 12)
+    _heading("4. Key groups by area: elderly per community (civil affairs)")
+    _show(analyst.run("key_groups", group="elderly", level="community", progress=False), 12)
 
-    _heading("5. Key groups by area: chronic illness per community (health)")
+    _heading("5. Key groups by area: disability per grid (health), small cells suppressed")
     _show(
-        analyst.run("key_groups", group="chronic_illness", level="community", progress=False),
-        8,
+        analyst.run("key_groups", group="disability", level="grid", progress=False),
+        10,
     )
 
     _heading("6. Federated aggregate over every district node: mean income by migrant status")
@@ -174,6 +174,8 @@ def _auditor_session(lab: LocalLab) -> None:
 
 def _show(frame: pd.DataFrame, head: int) -> None:
     prov = frame.attrs.get("provenance")
+    if "n" in frame.columns:  # released cells first; suppressed ones show as NaN
+        frame = frame.sort_values("n", ascending=False, na_position="last", kind="stable")
     _print(frame.head(head))
     if len(frame) > head:
         print(f"   … {len(frame) - head} more rows")

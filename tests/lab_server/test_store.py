@@ -192,9 +192,7 @@ def test_audit_chain_verifies_and_detects_an_edited_or_deleted_entry(store_hub: 
 
     with db.write() as session:
         session.execute(
-            update(AuditRow)
-            .where(AuditRow.seq == requested["seq"])
-            .values(data=original)
+            update(AuditRow).where(AuditRow.seq == requested["seq"]).values(data=original)
         )
     with db.read() as session:
         assert verify_chain(session).ok
