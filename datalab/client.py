@@ -155,8 +155,9 @@ class Lab:
         body = request.model_dump(mode="json", exclude_none=True)
         return JobView.model_validate(self._request("POST", "/jobs", json=body))
 
-    def job(self, job_id: str, *, wait: float = 0.0) -> JobView:
-        params = {"wait": wait} if wait else None
+    def job(self, job_id: str, *, wait: float = 0.0, until: str = "change") -> JobView:
+        """The job's state; ``wait`` long-polls until it changes (``until="final"``: ends)."""
+        params = {"wait": wait, "until": until} if wait else None
         return JobView.model_validate(self._request("GET", f"/jobs/{job_id}", params=params))
 
     def jobs(self) -> pd.DataFrame:
@@ -213,7 +214,11 @@ class Lab:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise JobFailed(f"job {view.job_id} still {view.state.value} after {timeout}s")
-                view = self.job(view.job_id, wait=min(25.0, max(remaining, 0.1)))
+                view = self.job(
+                    view.job_id,
+                    wait=min(25.0, max(remaining, 0.1)),
+                    until="change" if bar is not None else "final",
+                )
                 if bar is not None:
                     done = sum(t.state.value not in ("issued", "delivered") for t in view.tasks)
                     bar.n = done
@@ -238,13 +243,22 @@ class Lab:
 
     # ------------------------------------------------------------------ auditing
 
-    def audit(self, *, after: int = 0, limit: int = 1000) -> pd.DataFrame:
-        """The hub's audit log (auditors only)."""
-        entries = [
-            AuditEntry.model_validate(e)
-            for e in self._request("GET", "/audit", params={"after": after, "limit": limit})
-        ]
-        return pd.DataFrame.from_records([e.model_dump() for e in entries])
+    def audit(self, *, after: int = 0, page: int = 5000) -> pd.DataFrame:
+        """The hub's audit log from entry ``after`` on, every page of it (auditors only)."""
+        entries: list[AuditEntry] = []
+        while True:
+            batch = [
+                AuditEntry.model_validate(e)
+                for e in self._request("GET", "/audit", params={"after": after, "limit": page})
+            ]
+            entries.extend(batch)
+            if len(batch) < page:
+                break
+            after = batch[-1].seq
+        return pd.DataFrame.from_records(
+            [e.model_dump() for e in entries],
+            columns=list(AuditEntry.model_fields),
+        )
 
     def verify_audit(self) -> dict[str, Any]:
         return self._request("GET", "/audit/verify")

@@ -30,6 +30,7 @@ from recipes.contract import (
     Recipe,
     RecipeManifest,
     Target,
+    add_partials,
     validate_params,
 )
 
@@ -219,21 +220,8 @@ class FederatedAggregate(Recipe):
             else:
                 raise JobFailed(f"a partial result lacks the group key {name!r}")
         wanted = ["n", "sum"] if measure in ("sum", "mean") else ["n"]
-        totals: dict[tuple[Any, ...], list[float]] = {}
-        for table in partials:
-            missing = [c for c in [*keys, *wanted] if c not in table.columns]
-            if missing:
-                raise JobFailed(f"a partial result lacks the column {missing[0]!r}")
-            key_at = [table.columns.index(k) for k in keys]
-            val_at = [table.columns.index(c) for c in wanted]
-            for row in table.rows:
-                key = tuple(row[i] for i in key_at)
-                acc = totals.setdefault(key, [0] * len(wanted))
-                for j, i in enumerate(val_at):
-                    acc[j] += row[i] or 0
         out_rows: list[list[Any]] = []
-        for key in sorted(totals, key=lambda k: tuple(_order(v) for v in k)):
-            acc = totals[key]
+        for key, acc in add_partials(partials, keys, wanted):
             n = int(acc[0])
             row: list[Any] = [*key, n]
             if measure == "sum":
@@ -366,14 +354,3 @@ def _check_filter_value(spec: ColumnSpec, op: str, value: Any) -> None:
         for v in values:
             if not isinstance(v, bool):
                 raise InvalidParameters(f"filter on {spec.name!r} needs true or false")
-
-
-def _order(value: Any) -> tuple[int, Any]:
-    """Sort key for mixed key values, nulls first."""
-    if value is None:
-        return (0, 0)
-    if isinstance(value, bool):
-        return (1, int(value))
-    if isinstance(value, int | float):
-        return (2, value)
-    return (3, str(value))

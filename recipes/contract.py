@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from datalab.errors import InvalidParameters
+from datalab.errors import InvalidParameters, JobFailed
 from datalab.geography import Level
 from datalab.wire import CatalogueDataset, Table
 
@@ -310,3 +310,44 @@ def check_bounds(params: Mapping[str, Any], bounds: Mapping[str, Mapping[str, An
                 if "maximum" in bound and v > bound["maximum"]:
                     problems.append(f"{name}={v} is above the approved maximum {bound['maximum']}")
     return problems
+
+
+# ------------------------------------------------------------ hub-side helpers for combine
+
+
+def sort_key(value: Any) -> tuple[int, Any]:
+    """A total order over mixed cell values (None, bools, numbers, strings), for determinism."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool):
+        return (1, int(value))
+    if isinstance(value, int | float):
+        return (2, value)
+    if isinstance(value, str):
+        return (3, value)
+    return (4, repr(value))
+
+
+def add_partials(
+    partials: Sequence[Table], keys: Sequence[str], values: Sequence[str]
+) -> list[tuple[tuple[Any, ...], list[float]]]:
+    """Sum the ``values`` columns of the nodes' partial tables per ``keys``, sorted by key.
+
+    Every additive recipe combines this way (counts and sums add across nodes; means are
+    derived from the totals afterwards, never averaged). A partial lacking a column fails the
+    job, since a node that answered with another shape did not run the reviewed plan.
+    """
+    if not partials:
+        raise JobFailed("no partial results to combine")
+    totals: dict[tuple[Any, ...], list[float]] = {}
+    for table in partials:
+        missing = [c for c in [*keys, *values] if c not in table.columns]
+        if missing:
+            raise JobFailed(f"a partial result lacks the column {missing[0]!r}")
+        key_at = [table.columns.index(k) for k in keys]
+        value_at = [table.columns.index(c) for c in values]
+        for row in table.rows:
+            acc = totals.setdefault(tuple(row[i] for i in key_at), [0] * len(values))
+            for j, i in enumerate(value_at):
+                acc[j] += row[i] or 0
+    return sorted(totals.items(), key=lambda item: tuple(sort_key(v) for v in item[0]))

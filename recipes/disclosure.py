@@ -40,7 +40,7 @@ from typing import Any
 
 from datalab.geography import CODE_LENGTH, LEVELS, Level, level_of
 from datalab.wire import Table
-from recipes.contract import Combined
+from recipes.contract import Combined, sort_key
 
 Key = tuple[Any, ...]
 
@@ -123,7 +123,7 @@ class _Lattice:
             at = columns.index(key)
             # A key with one value in the whole table adds no information: dropping it gives
             # the very same numbers, protected the very same way.
-            if len({_sort_key(row[at]) for row in rows}) > 1:
+            if len({sort_key(row[at]) for row in rows}) > 1:
                 others.append(key)
         self.others = others
         self.other_at = {k: columns.index(k) for k in others}
@@ -145,12 +145,12 @@ class _Lattice:
     def key(self, row: int, shape: Shape) -> Key:
         level, kept = shape
         values = self.rows[row]
-        key = tuple(_sort_key(values[self.other_at[k]]) for k in kept)
+        key = tuple(sort_key(values[self.other_at[k]]) for k in kept)
         if self.geo_at is not None:
             code = values[self.geo_at]
             if level is not None and isinstance(code, str) and len(code) >= CODE_LENGTH[level]:
                 code = code[: CODE_LENGTH[level]]
-            key = (_sort_key(code), *key)
+            key = (sort_key(code), *key)
         return key
 
     def query(self, shape: Shape) -> _Query:
@@ -309,19 +309,6 @@ def _as_count(value: Any) -> int:
     if value is None or isinstance(value, bool):
         return 0
     return int(value)
-
-
-def _sort_key(value: Any) -> tuple[int, Any]:
-    """A total order over mixed key values (None, bools, numbers, strings) for tie-breaking."""
-    if value is None:
-        return (0, 0)
-    if isinstance(value, bool):
-        return (1, int(value))
-    if isinstance(value, int | float):
-        return (2, value)
-    if isinstance(value, str):
-        return (3, value)
-    return (4, repr(value))
 
 
 def _cells(n: int) -> str:

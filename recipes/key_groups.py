@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from datalab.errors import InvalidParameters, JobFailed
+from datalab.errors import InvalidParameters
 from datalab.geography import Level, is_finer
 from datalab.wire import CatalogueDataset, Table
 from recipes.contract import (
@@ -34,6 +34,7 @@ from recipes.contract import (
     Recipe,
     RecipeManifest,
     Target,
+    add_partials,
     validate_params,
 )
 
@@ -157,22 +158,9 @@ class KeyGroupsByArea(Recipe):
 
     def combine(self, params: Mapping[str, Any], partials: Sequence[Table]) -> Combined:
         """Add the partials' counts per area and label every row with the group."""
-        if not partials:
-            raise JobFailed("no partial results to combine")
         level: Level = params.get("level") or "community"
         group = params["group"]
-        totals: dict[Any, int] = {}
-        for table in partials:
-            for name in (level, "n"):
-                if name not in table.columns:
-                    raise JobFailed(f"a partial result lacks the column {name!r}")
-            area_at, n_at = table.columns.index(level), table.columns.index("n")
-            for row in table.rows:
-                totals[row[area_at]] = totals.get(row[area_at], 0) + int(row[n_at] or 0)
-        rows = [
-            [area, group, totals[area]]
-            for area in sorted(totals, key=lambda a: (a is None, a or ""))
-        ]
+        rows = [[area, group, int(n)] for (area,), (n,) in add_partials(partials, [level], ["n"])]
         return Combined(
             table=Table(columns=[level, "group", "n"], rows=rows),
             key_columns=[level, "group"],

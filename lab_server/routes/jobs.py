@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
@@ -32,14 +32,19 @@ async def get_job(
     user: CurrentUser,
     hub: Hub,
     wait: Annotated[float, Query(ge=0, description="long-poll seconds (capped)")] = 0.0,
+    until: Annotated[
+        Literal["change", "final"],
+        Query(description="wake on any change (for progress), or only when the job ends"),
+    ] = "change",
 ) -> JobView:
-    """The job; with ``wait``, returns as soon as its state or a task's state changes."""
+    """The job; with ``wait``, returns as soon as its state or a task's state changes (or, with
+    ``until=final``, only once it is released, failed or refused: fewer round trips)."""
     deadline = time.monotonic() + min(wait, hub.settings.long_poll_max_s)
     key = job_key(job_id)
     ticket = hub.notifier.ticket(key)
     view = await run_in_threadpool(hub.jobs.get, user, job_id)
     first = fingerprint(view)
-    while not view.state.final and fingerprint(view) == first:
+    while not view.state.final and (until == "final" or fingerprint(view) == first):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break

@@ -54,7 +54,7 @@ def test_no_endpoint_returns_identifiers_to_any_role(
             "/api/v1/catalogue",
             "/api/v1/recipes",
             "/api/v1/jobs",
-            "/api/v1/audit?limit=100000",
+            "/api/v1/audit?limit=10000",
             "/api/v1/nodes",
             "/api/v1/hub",
             "/openapi.json",
@@ -62,6 +62,7 @@ def test_no_endpoint_returns_identifiers_to_any_role(
         paths += [f"/api/v1/jobs/{j}" for j in job_ids]
         for path in paths:
             response = httpx.get(f"{proxy.url}{path}", headers=headers, timeout=30)
+            assert response.status_code in (200, 403), (path, response.text)
             bodies.append(response.content)
     everything = b"\n".join(bodies)
     assert len(everything) > 10_000  # the responses really were read
