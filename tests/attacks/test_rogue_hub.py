@@ -16,6 +16,8 @@ import pytest
 from datalab.local_lab import LocalLab
 from datalab.signing import SigningKey, verify_value
 from datalab.wire import PartialStatus, SignedPartial, SignedTask, Task
+from node_agent.approvals import ApprovalStore
+from recipes.contract import validate_params
 from recipes.registry import default_registry
 from tests.support.identifiers import CityIdentifiers
 from tests.support.rogue_hub import RogueHub
@@ -24,7 +26,9 @@ AGENCY = "civil_affairs"
 
 
 @pytest.fixture(scope="module")
-def rogue(city: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RogueHub]:
+def rogue_pair(
+    city: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[RogueHub, LocalLab]]:
     hub = RogueHub(SigningKey.generate())
     lab = LocalLab(city_dir=city, state_dir=tmp_path_factory.mktemp("rogue"))
     lab.node_hub_url = hub.url
@@ -32,10 +36,20 @@ def rogue(city: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rogu
     lab.start_node(AGENCY)
     try:
         hub.wait_registered()
-        yield hub
+        yield hub, lab
     finally:
         lab.stop()
         hub.close()
+
+
+@pytest.fixture(scope="module")
+def rogue(rogue_pair: tuple[RogueHub, LocalLab]) -> RogueHub:
+    return rogue_pair[0]
+
+
+@pytest.fixture(scope="module")
+def rogue_lab(rogue_pair: tuple[RogueHub, LocalLab]) -> LocalLab:
+    return rogue_pair[1]
 
 
 def _task(
@@ -128,25 +142,34 @@ def test_node_refuses_an_expired_task(rogue: RogueHub) -> None:
 
 
 def test_node_refuses_to_group_by_an_identifier_even_for_an_approved_recipe(
-    rogue: RogueHub, city: Path, city_identifiers: CityIdentifiers, tmp_path: Path
+    rogue: RogueHub, rogue_lab: LocalLab, city_identifiers: CityIdentifiers
 ) -> None:
-    # the hub validates parameters, but a compromised hub need not: craft them by hand
-    r = default_registry().get("key_groups")
-    now = time.time()
-    task = Task(
-        task_id=uuid.uuid4().hex,
-        job_id=uuid.uuid4().hex,
-        agency=AGENCY,
-        dataset="benefits",
-        recipe=r.name,
-        version=r.version,
-        code_sha256=r.code_sha256(),
-        params={"group": "elderly", "level": "id_number"},
-        issued_at=now,
-        expires_at=now + 60,
-        nonce=secrets.token_hex(16),
+    """The hub validates parameters, but a compromised hub need not: the node's own column
+    policy must stop a plan that would output identifiers, even under a valid approval."""
+    r = default_registry().get("aggregate")
+    ApprovalStore(rogue_lab.node_state(AGENCY), AGENCY).approve(
+        r.name, r.version, r.code_sha256(), approved_by="test"
     )
-    answer = rogue.send(_signed(task, rogue.key))
-    assert answer is None or answer.partial.status is not PartialStatus.OK
-    if answer is not None:
-        assert city_identifiers.leaks(answer.model_dump_json().encode()) == set()
+    for params in (
+        {"kind": "benefit_recipients", "group_by": ["id_number"]},
+        {"kind": "benefit_recipients", "group_by": ["name"]},
+        {"kind": "benefit_recipients", "filters": [["id_number", "not_null", None]]},
+    ):
+        now = time.time()
+        task = Task(
+            task_id=uuid.uuid4().hex,
+            job_id=uuid.uuid4().hex,
+            agency=AGENCY,
+            dataset="benefits",
+            recipe=r.name,
+            version=r.version,
+            code_sha256=r.code_sha256(),
+            params=validate_params(r.manifest.params, params),
+            issued_at=now,
+            expires_at=now + 60,
+            nonce=secrets.token_hex(16),
+        )
+        answer = rogue.send(_signed(task, rogue.key))
+        _assert_refused(answer, rogue, "identifier")
+        if answer is not None:
+            assert city_identifiers.leaks(answer.model_dump_json().encode()) == set()
