@@ -175,6 +175,10 @@ class Provenance(Wire):
     suppression: list[str] = Field(default_factory=list)
     released_at: float
     result_sha256: str
+    #: the disclosure rules the result was released under (``recipes/rules.py``).
+    rules: dict[str, Any] = Field(default_factory=dict)
+    #: differential privacy: the epsilon this job spent from each dataset's budget (None: no DP).
+    epsilon: float | None = None
 
 
 class ErrorInfo(Wire):
@@ -213,3 +217,39 @@ class AuditEntry(Wire):
     data: dict[str, Any]
     prev_hash: str
     hash: str
+
+
+# ---------------------------------------------------------------- privacy (rules, budgets)
+
+
+class RuleView(Wire):
+    """One disclosure setting as it applies in one scope (``lab``, ``recipe:<name@version>``
+    or ``agency:<name>``), with the lab's default beside it."""
+
+    scope: str
+    setting: str
+    value: Any
+    default: Any
+    description: str
+
+
+class RuleUpdate(Wire):
+    setting: str
+    value: Any
+
+
+class BudgetView(Wire):
+    """An analyst's privacy budget on one scope (``dataset:<agency>/<name>``)."""
+
+    analyst: str
+    scope: str
+    cap: float
+    spent: float
+    remaining: float
+
+
+class BudgetCapUpdate(Wire):
+    scope: str
+    #: one analyst, or ``*`` for every analyst without their own cap.
+    analyst: str = "*"
+    epsilon: float = Field(ge=0, le=1000, allow_inf_nan=False)

@@ -8,6 +8,7 @@ PostgreSQL or Spark behind the same interface), and it hands back only the aggre
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -103,6 +104,8 @@ class CompiledQuery:
     output_columns: list[str] = field(default_factory=list)
     #: positions of the output columns that are sums, returned as floats.
     float_columns: list[int] = field(default_factory=list)
+    #: positions of the output columns that are lists of floats (top2_abs).
+    list_columns: list[int] = field(default_factory=list)
 
 
 def compile_plan(plan: AggregatePlan, spec: DatasetSpec, relation: str) -> CompiledQuery:
@@ -118,6 +121,9 @@ def compile_plan(plan: AggregatePlan, spec: DatasetSpec, relation: str) -> Compi
     keys: list[str] = []
     out: list[str] = []
     floats: list[int] = []
+    lists: list[int] = []
+    if plan.max_rows_per_person is not None:
+        relation = _bounded(plan, columns, relation)
     for key in plan.group_by:
         col = _column(columns, key.column)
         expr = quote_ident(col.name)
@@ -138,6 +144,15 @@ def compile_plan(plan: AggregatePlan, spec: DatasetSpec, relation: str) -> Compi
             col = quote_ident(spec_col.name)
             if m.fn == "count_distinct":
                 expr = f"count(DISTINCT {col})"
+            elif m.fn == "top2_abs":
+                lists.append(len(out))
+                expr = f"max(abs(CAST({col} AS DOUBLE)), 2)"
+            elif m.lower is not None and m.upper is not None:
+                # contribution bounding: NaN sorts above every number in DuckDB, so least()
+                # clamps NaN and +inf to the upper bound and greatest() -inf to the lower one
+                floats.append(len(out))
+                value = f"CAST({col} AS DOUBLE)"
+                expr = f"sum(greatest(least({value}, {float(m.upper)!r}), {float(m.lower)!r}))"
             else:
                 # made a float in Python (casting inside the aggregate costs a third of the scan)
                 floats.append(len(out))
@@ -157,7 +172,22 @@ def compile_plan(plan: AggregatePlan, spec: DatasetSpec, relation: str) -> Compi
     if keys:
         positions = ", ".join(str(i + 1) for i in range(len(keys)))
         sql += f" GROUP BY {positions} ORDER BY {positions} NULLS LAST"
-    return CompiledQuery(sql=sql, params=params, output_columns=out, float_columns=floats)
+    return CompiledQuery(
+        sql=sql, params=params, output_columns=out, float_columns=floats, list_columns=lists
+    )
+
+
+def _bounded(plan: AggregatePlan, columns: dict[str, ColumnSpec], relation: str) -> str:
+    """The relation with at most ``max_rows_per_person`` rows per person (contribution bounding,
+    before any filter: which rows are kept must not depend on the query)."""
+    if plan.person_column is None:
+        raise ConnectorError("bounding rows per person needs the plan's person column")
+    person = quote_ident(_column(columns, plan.person_column).name)
+    limit = int(plan.max_rows_per_person or 1)
+    return (
+        f"(SELECT * FROM {relation} QUALIFY {person} IS NULL OR "
+        f"row_number() OVER (PARTITION BY {person}) <= {limit})"
+    )
 
 
 def _column(columns: dict[str, ColumnSpec], name: str) -> ColumnSpec:
@@ -313,7 +343,13 @@ class DuckDBConnector(Connector):
         # convert only the columns that need it: a grid-level result has tens of thousands of
         # rows, and a per-value conversion would cost more than the scan itself
         for i, type_name in enumerate(types):
-            convert = _float if i in query.float_columns else _converter(type_name)
+            convert = (
+                _float
+                if i in query.float_columns
+                else _float_list
+                if i in query.list_columns
+                else _converter(type_name)
+            )
             if convert is not None:
                 for row in table_rows:
                     if row[i] is not None:
@@ -347,6 +383,16 @@ def _converter(type_name: str) -> Callable[[Any], Any] | None:
 def _float(value: Any) -> float | None:
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+def _float_list(value: Any) -> list[float]:
+    """A list of numbers as finite floats (a NaN or infinity becomes the largest float: for a
+    dominance rule an unknown value must look dominant, never harmless)."""
+    out = []
+    for v in value or []:
+        number = float(v)
+        out.append(number if math.isfinite(number) else sys.float_info.max)
+    return out
 
 
 def _json_value(value: Any) -> Any:
