@@ -27,7 +27,9 @@ from datalab.errors import InvalidParameters, JobFailed
 from datalab.geography import Level
 from datalab.wire import CatalogueDataset, Table
 
-ParamType = Literal["int", "float", "str", "bool", "level", "str_list", "filter_list"]
+ParamType = Literal[
+    "int", "float", "str", "bool", "level", "str_list", "filter_list", "value_lists"
+]
 
 
 class Strict(BaseModel):
@@ -272,6 +274,16 @@ def _check_one(spec: ParamSpec, value: Any) -> Any:
             raise InvalidParameters(f"parameter {name!r} must be a list of [column, op, value]")
         _check_items(spec, value)
         return [_check_filter(name, item) for item in value]
+    if spec.type == "value_lists":
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, list | tuple) and v and len(v) <= 500 and all(_scalar(x) for x in v)
+            for v in value
+        ):
+            raise InvalidParameters(
+                f"parameter {name!r} must be a list of non-empty lists of values (≤ 500 each)"
+            )
+        _check_items(spec, value)
+        return [list(v) for v in value]
     raise InvalidParameters(f"parameter {name!r} has an unsupported type")  # pragma: no cover
 
 
