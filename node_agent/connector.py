@@ -149,10 +149,12 @@ def compile_plan(plan: AggregatePlan, spec: DatasetSpec, relation: str) -> Compi
                 expr = f"max(abs(CAST({col} AS DOUBLE)), 2)"
             elif m.lower is not None and m.upper is not None:
                 # contribution bounding: NaN sorts above every number in DuckDB, so least()
-                # clamps NaN and +inf to the upper bound and greatest() -inf to the lower one
+                # clamps NaN and +inf to the upper bound and greatest() -inf to the lower one;
+                # least() would also turn NULL into the bound, so nulls stay out explicitly
                 floats.append(len(out))
                 value = f"CAST({col} AS DOUBLE)"
-                expr = f"sum(greatest(least({value}, {float(m.upper)!r}), {float(m.lower)!r}))"
+                clamped = f"greatest(least({value}, {float(m.upper)!r}), {float(m.lower)!r})"
+                expr = f"sum(CASE WHEN {col} IS NULL THEN NULL ELSE {clamped} END)"
             else:
                 # made a float in Python (casting inside the aggregate costs a third of the scan)
                 floats.append(len(out))
