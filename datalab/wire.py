@@ -85,6 +85,9 @@ class Task(Wire):
     issued_at: float
     expires_at: float
     nonce: str
+    #: query auditing (non-DP recipes): the filters and group keys of the queries this analyst
+    #: was already released on this dataset; the node answers with atom counts over them.
+    audit: list[dict[str, Any]] | None = None
 
 
 class SignedTask(Wire):
@@ -114,6 +117,8 @@ class Partial(Wire):
     query_set_size: int | None = None
     computed_at: float
     seconds: float = 0.0
+    #: query auditing: atom counts over this plan and the task's earlier plans (hub only).
+    audit_atoms: Table | None = None
 
 
 class SignedPartial(Wire):

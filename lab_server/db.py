@@ -243,6 +243,24 @@ class BudgetDebit(Base):
     at: Mapped[float] = mapped_column(Float, default=now)
 
 
+class ReleasedQuery(Base):
+    """What one analyst was released on one dataset, for query auditing: the query's filters
+    and group keys and the keys of its released cells — never rows or identifiers."""
+
+    __tablename__ = "released_queries"
+    __table_args__ = (Index("ix_released_queries_who", "analyst", "agency", "dataset"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    analyst: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(String(32))
+    agency: Mapped[str] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(128))
+    filters: Mapped[list[Any]] = mapped_column(JSON)
+    group_by: Mapped[list[Any]] = mapped_column(JSON)
+    released: Mapped[list[Any]] = mapped_column(JSON)
+    at: Mapped[float] = mapped_column(Float, default=now)
+
+
 class Database:
     """Engines and sessions for one hub database; ``read()`` and ``write()`` are the only doors."""
 

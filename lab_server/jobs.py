@@ -28,6 +28,7 @@ from datalab.errors import (
     DatalabError,
     Forbidden,
     InvalidParameters,
+    JobRefused,
     NotFound,
     Unauthorized,
 )
@@ -51,6 +52,7 @@ from lab_server.db import Database, Dataset, Job, TaskRow
 from lab_server.notify import Notifier, job_key, node_key
 from lab_server.permissions import Actor, Gate, Resource, decide
 from lab_server.privacy import agency_layers
+from lab_server.query_audit import check_and_remember, priors_for
 from lab_server.recipe_book import RecipeBook
 from lab_server.settings import HubSettings
 from recipes.contract import Combined, Recipe, Target
@@ -180,6 +182,11 @@ class JobService:
                     issued_at=now,
                     expires_at=expires_at,
                     nonce=secrets.token_hex(16),
+                    audit=(
+                        None
+                        if epsilon is not None
+                        else priors_for(session, actor.name, target.agency, target.dataset)
+                    ),
                 )
                 body = task.model_dump(mode="json")
                 job.tasks.append(
@@ -442,8 +449,19 @@ class JobService:
             rules = self._rules(session, recipe, done)
             min_cell = rules.min_cell
             protected = self._protect(combined, rules, _query_set(session, done))
+            if recipe.privacy_cost(job.params) is None:
+                check_and_remember(
+                    session,
+                    job,
+                    recipe,
+                    done,
+                    protected.table,
+                    combined.count_column,
+                    int(rules["min_difference"]),
+                )
         except DatalabError as exc:
-            self._end(session, job, JobState.FAILED, exc.code, exc.message, now)
+            state = JobState.REFUSED if isinstance(exc, JobRefused) else JobState.FAILED
+            self._end(session, job, state, exc.code, exc.message, now)
             return
         except Exception as exc:  # a recipe bug must fail the job, not leave it hanging
             log.error("combining job failed with %s", type(exc).__name__)

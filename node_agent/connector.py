@@ -80,6 +80,10 @@ class Connector(ABC):
     def run(self, plan: AggregatePlan) -> tuple[Table, int]:
         """The plan's aggregate table and its query-set size."""
 
+    def atoms(self, plans: Sequence[AggregatePlan]) -> Table:
+        """Query auditing's atom counts (see ``compile_atoms``); engines may not support it."""
+        raise ConnectorError("this connector cannot compute query-auditing atoms")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the engine's resources."""
 
@@ -177,6 +181,53 @@ def compile_plan(plan: AggregatePlan, spec: DatasetSpec, relation: str) -> Compi
     return CompiledQuery(
         sql=sql, params=params, output_columns=out, float_columns=floats, list_columns=lists
     )
+
+
+def compile_atoms(
+    plans: Sequence[AggregatePlan], spec: DatasetSpec, relation: str
+) -> CompiledQuery:
+    """Query auditing's atoms: one row per combination of "which plans' filters match" and the
+    finest value of every group key any plan uses, with its row count (``n``).
+
+    Every released cell of every plan is a union of atoms, so the hub can tell which cells
+    contain which and how many rows their differences hold — the atoms themselves go to the
+    hub only (like any partial), never to an analyst.
+    """
+    columns = {c.name: c for c in spec.columns}
+    params: list[Any] = []
+    select: list[str] = []
+    out: list[str] = []
+    for i, plan in enumerate(plans):
+        where = [_compile_filter(f, _column(columns, f.column), params) for f in plan.filters]
+        predicate = " AND ".join(f"({w})" for w in where) if where else "TRUE"
+        select.append(f"coalesce(({predicate}), FALSE) AS p{i}")
+        out.append(f"p{i}")
+    finest: dict[str, str | None] = {}  # None: the column's own (finest) level
+    for plan in plans:
+        for key in plan.group_by:
+            if key.column not in finest:
+                finest[key.column] = key.level
+                continue
+            current = finest[key.column]
+            if current is not None and (key.level is None or _finer(key.level, current)):
+                finest[key.column] = key.level
+    for name, level in sorted(finest.items()):
+        col = _column(columns, name)
+        expr = quote_ident(col.name)
+        if level is not None:
+            expr = f"substr({expr}, 1, {int(CODE_LENGTH[level])})"  # type: ignore[index]
+        alias = f"k:{name}:{level or ''}"
+        select.append(f"{expr} AS {quote_ident(alias)}")
+        out.append(alias)
+    select.append("count(*) AS n")
+    out.append("n")
+    groups = ", ".join(str(i + 1) for i in range(len(out) - 1))
+    sql = f"SELECT {', '.join(select)} FROM {relation} GROUP BY {groups}"
+    return CompiledQuery(sql=sql, params=params, output_columns=out)
+
+
+def _finer(a: str, b: str) -> bool:
+    return int(CODE_LENGTH[a]) > int(CODE_LENGTH[b])  # type: ignore[index]
 
 
 def _bounded(plan: AggregatePlan, columns: dict[str, ColumnSpec], relation: str) -> str:
@@ -357,6 +408,23 @@ class DuckDBConnector(Connector):
                     if row[i] is not None:
                         row[i] = convert(row[i])
         return Table(columns=query.output_columns, rows=table_rows), qss
+
+    def atoms(self, plans: Sequence[AggregatePlan]) -> Table:
+        """Query auditing's atom counts for ``plans`` over one dataset (``compile_atoms``)."""
+        spec = self._specs.get(plans[0].dataset)
+        if spec is None:
+            raise ConnectorError(f"this node holds no dataset {plans[0].dataset!r}")
+        query = compile_atoms(plans, spec, quote_ident(spec.name))
+        with self._lock:
+            cursor = self._conn.cursor()
+        try:
+            rows = cursor.execute(query.sql, query.params).fetchall()
+        finally:
+            cursor.close()
+        return Table(
+            columns=query.output_columns,
+            rows=[[None if v is None else _json_value(v) for v in r] for r in rows],
+        )
 
     def close(self) -> None:
         self._conn.close()
