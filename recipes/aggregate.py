@@ -214,11 +214,14 @@ class FederatedAggregate(Recipe):
         keys: list[str] = []
         geo: str | None = None
         for name in params.get("group_by") or []:
-            if name in first:
-                keys.append(name)
-            elif level in first and geo is None:
+            # an area column comes back named after the level, which may be its own name
+            # (grid at grid level): that key is still the area key, for suppression up the
+            # hierarchy
+            if level in first and geo is None and (name == level or name not in first):
                 keys.append(level)
                 geo = level
+            elif name in first:
+                keys.append(name)
             else:
                 raise JobFailed(f"a partial result lacks the group key {name!r}")
         wanted = ["n", "sum"] if measure in ("sum", "mean") else ["n"]

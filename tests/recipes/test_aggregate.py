@@ -254,3 +254,13 @@ def test_combine_refuses_malformed_partials() -> None:
         RECIPE.combine(params, [Table(columns=["n"], rows=[[1]])])
     with pytest.raises(JobFailed, match="no partial"):
         RECIPE.combine(params, [])
+
+
+def test_an_area_column_grouped_at_its_own_level_is_still_the_area_key() -> None:
+    # grid at grid level comes back named "grid", like the column: it must still be the area
+    # key, or complementary suppression would ignore the hierarchy above it
+    params = RECIPE.validate({"kind": "k", "group_by": ["grid", "sex"], "level": "grid"})
+    part = Table(columns=["grid", "sex", "n"], rows=[["440103001001001", "F", 12]])
+    combined = RECIPE.combine(params, [part])
+    assert combined.geo_column == "grid" and combined.geo_level == "grid"
+    assert combined.key_columns == ["grid", "sex"]
