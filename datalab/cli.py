@@ -52,6 +52,12 @@ COMMANDS: dict[str, Command] = {
         "run_node_command",
         "run an agency's node agent, and manage its approvals and local log",
     ),
+    "privacy": Command(
+        "datalab.privacy_cli",
+        "add_privacy_arguments",
+        "run_privacy_command",
+        "list disclosure rules and budgets; agency admins set their agency's rules and caps",
+    ),
     "bench": Command(
         "datalab.bench_cli",
         "add_bench_arguments",

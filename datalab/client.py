@@ -23,11 +23,15 @@ from datalab.errors import DatalabError, JobFailed, JobRefused, error_from_body
 from datalab.wire import (
     AgencyCatalogue,
     AuditEntry,
+    BudgetCapUpdate,
+    BudgetView,
     JobRequest,
     JobState,
     JobView,
     Provenance,
     RecipeInfo,
+    RuleUpdate,
+    RuleView,
     Table,
 )
 
@@ -240,6 +244,46 @@ class Lab:
         frame.attrs["provenance"] = view.provenance
         self.last_provenance = view.provenance
         return frame
+
+    # ------------------------------------------------------------------ privacy
+
+    def disclosure_rules(self, recipe: str | None = None) -> pd.DataFrame:
+        """Every disclosure setting with its value and default: the lab's defaults, each
+        recipe's policy, each agency's settings and each node's minimum cell size. A release
+        is made under the strictest value among the recipe and the agencies it touches."""
+        params = {"recipe": recipe} if recipe else None
+        rules = [
+            RuleView.model_validate(r)
+            for r in self._request("GET", "/privacy/rules", params=params)
+        ]
+        return pd.DataFrame.from_records(
+            [r.model_dump() for r in rules], columns=list(RuleView.model_fields)
+        )
+
+    def budget(self) -> pd.DataFrame:
+        """Your differential-privacy budget per dataset: cap, spent and remaining epsilon."""
+        views = [BudgetView.model_validate(b) for b in self._request("GET", "/privacy/budget")]
+        return pd.DataFrame.from_records(
+            [v.model_dump() for v in views], columns=list(BudgetView.model_fields)
+        )
+
+    def set_rule(self, agency: str, setting: str, value: Any) -> pd.DataFrame:
+        """(Agency admins) set one disclosure setting for your agency's data."""
+        body = RuleUpdate(setting=setting, value=value).model_dump(mode="json")
+        rules = [
+            RuleView.model_validate(r)
+            for r in self._request("PUT", f"/privacy/rules/{agency}", json=body)
+        ]
+        return pd.DataFrame.from_records(
+            [r.model_dump() for r in rules], columns=list(RuleView.model_fields)
+        )
+
+    def set_budget(self, scope: str, epsilon: float, analyst: str = "*") -> BudgetView:
+        """(Agency admins) cap an analyst's (or every analyst's, ``*``) epsilon on a scope."""
+        body = BudgetCapUpdate(scope=scope, analyst=analyst, epsilon=epsilon)
+        return BudgetView.model_validate(
+            self._request("PUT", "/privacy/budget", json=body.model_dump(mode="json"))
+        )
 
     # ------------------------------------------------------------------ auditing
 

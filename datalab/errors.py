@@ -75,6 +75,13 @@ class JobFailed(DatalabError):
     code = "job_failed"
 
 
+class BudgetExhausted(DatalabError):
+    """The analyst's privacy budget cannot pay for this query; nothing was run."""
+
+    status = 403
+    code = "budget_exhausted"
+
+
 class TaskRefused(DatalabError):
     """Raised inside a node when it will not run a task (bad signature, unapproved, policy)."""
 
@@ -95,6 +102,7 @@ ERRORS_BY_CODE: dict[str, type[DatalabError]] = {
         PayloadTooLarge,
         JobRefused,
         JobFailed,
+        BudgetExhausted,
         TaskRefused,
     )
 }

@@ -85,6 +85,9 @@ class Task(Wire):
     issued_at: float
     expires_at: float
     nonce: str
+    #: query auditing (non-DP recipes): the filters and group keys of the queries this analyst
+    #: was already released on this dataset; the node answers with atom counts over them.
+    audit: list[dict[str, Any]] | None = None
 
 
 class SignedTask(Wire):
@@ -114,6 +117,8 @@ class Partial(Wire):
     query_set_size: int | None = None
     computed_at: float
     seconds: float = 0.0
+    #: query auditing: atom counts over this plan and the task's earlier plans (hub only).
+    audit_atoms: Table | None = None
 
 
 class SignedPartial(Wire):
@@ -175,6 +180,10 @@ class Provenance(Wire):
     suppression: list[str] = Field(default_factory=list)
     released_at: float
     result_sha256: str
+    #: the disclosure rules the result was released under (``recipes/rules.py``).
+    rules: dict[str, Any] = Field(default_factory=dict)
+    #: differential privacy: the epsilon this job spent from each dataset's budget (None: no DP).
+    epsilon: float | None = None
 
 
 class ErrorInfo(Wire):
@@ -213,3 +222,39 @@ class AuditEntry(Wire):
     data: dict[str, Any]
     prev_hash: str
     hash: str
+
+
+# ---------------------------------------------------------------- privacy (rules, budgets)
+
+
+class RuleView(Wire):
+    """One disclosure setting as it applies in one scope (``lab``, ``recipe:<name@version>``
+    or ``agency:<name>``), with the lab's default beside it."""
+
+    scope: str
+    setting: str
+    value: Any
+    default: Any
+    description: str
+
+
+class RuleUpdate(Wire):
+    setting: str
+    value: Any
+
+
+class BudgetView(Wire):
+    """An analyst's privacy budget on one scope (``dataset:<agency>/<name>``)."""
+
+    analyst: str
+    scope: str
+    cap: float
+    spent: float
+    remaining: float
+
+
+class BudgetCapUpdate(Wire):
+    scope: str
+    #: one analyst, or ``*`` for every analyst without their own cap.
+    analyst: str = "*"
+    epsilon: float = Field(ge=0, le=1000, allow_inf_nan=False)

@@ -179,6 +179,34 @@ class JobRefused(AuditEvent):
     message: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class BudgetDebited(AuditEvent):
+    """Epsilon taken from an analyst's privacy budget for a job, before it runs."""
+
+    name: ClassVar[str] = "budget_debited"
+    job_id: str
+    scope: str
+    epsilon: float
+    cap: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class BudgetCapSet(AuditEvent):
+    name: ClassVar[str] = "budget_cap_set"
+    agency: str
+    scope: str
+    analyst: str
+    epsilon: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class DisclosureSettingSet(AuditEvent):
+    name: ClassVar[str] = "disclosure_setting_set"
+    agency: str
+    setting: str
+    value: Any
+
+
 def entry_hash(
     prev_hash: str, seq: int, ts: float, event: str, actor: str, data: dict[str, Any]
 ) -> str:

@@ -188,6 +188,79 @@ class AuditRow(Base):
     hash: Mapped[str] = mapped_column(String(64))
 
 
+class DisclosureSetting(Base):
+    """An agency admin's value for one disclosure setting on its agency's data."""
+
+    __tablename__ = "disclosure_settings"
+    __table_args__ = (UniqueConstraint("agency", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agency: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[Any] = mapped_column(JSON)
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class BudgetCap(Base):
+    """An agency admin's privacy budget (total epsilon) for one analyst, or ``*`` for every
+    analyst, on one of the agency's scopes (``dataset:<agency>/<name>``, later ``psi:...``)."""
+
+    __tablename__ = "budget_caps"
+    __table_args__ = (UniqueConstraint("scope", "analyst"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agency: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(200))
+    analyst: Mapped[str] = mapped_column(String(64))
+    epsilon: Mapped[float] = mapped_column(Float)
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class BudgetAccount(Base):
+    """What one analyst has spent on one scope: only ever increased, by a conditional UPDATE
+    that refuses to pass the cap (so concurrent debits cannot overspend)."""
+
+    __tablename__ = "budget_accounts"
+
+    analyst: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(200), primary_key=True)
+    spent: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class BudgetDebit(Base):
+    """One debit of the ledger: which job spent how much of which scope, and when."""
+
+    __tablename__ = "budget_debits"
+    __table_args__ = (Index("ix_budget_debits_analyst_scope", "analyst", "scope"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    analyst: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(200))
+    job_id: Mapped[str] = mapped_column(String(32), index=True)
+    epsilon: Mapped[float] = mapped_column(Float)
+    at: Mapped[float] = mapped_column(Float, default=now)
+
+
+class ReleasedQuery(Base):
+    """What one analyst was released on one dataset, for query auditing: the query's filters
+    and group keys and the keys of its released cells — never rows or identifiers."""
+
+    __tablename__ = "released_queries"
+    __table_args__ = (Index("ix_released_queries_who", "analyst", "agency", "dataset"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    analyst: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[str] = mapped_column(String(32))
+    agency: Mapped[str] = mapped_column(String(64))
+    dataset: Mapped[str] = mapped_column(String(128))
+    filters: Mapped[list[Any]] = mapped_column(JSON)
+    group_by: Mapped[list[Any]] = mapped_column(JSON)
+    released: Mapped[list[Any]] = mapped_column(JSON)
+    at: Mapped[float] = mapped_column(Float, default=now)
+
+
 class Database:
     """Engines and sessions for one hub database; ``read()`` and ``write()`` are the only doors."""
 

@@ -28,6 +28,7 @@ from datalab.errors import (
     DatalabError,
     Forbidden,
     InvalidParameters,
+    JobRefused,
     NotFound,
     Unauthorized,
 )
@@ -45,28 +46,32 @@ from datalab.wire import (
     TaskState,
     TaskView,
 )
-from lab_server import audit
+from lab_server import audit, budget
 from lab_server.catalogue import load_catalogue
-from lab_server.db import Database, Job, TaskRow
+from lab_server.db import Database, Dataset, Job, TaskRow
 from lab_server.notify import Notifier, job_key, node_key
 from lab_server.permissions import Actor, Gate, Resource, decide
+from lab_server.privacy import agency_layers
+from lab_server.query_audit import check_and_remember, priors_for
 from lab_server.recipe_book import RecipeBook
 from lab_server.settings import HubSettings
 from recipes.contract import Combined, Recipe, Target
+from recipes.release import QuerySet
+from recipes.rules import BY_NAME, Rules, effective
 
 log = logging.getLogger("datalab.hub.jobs")
 
-#: disclosure control: ``protect(combined, min_cell, complementary) -> Protected``.
-Protector = Callable[[Combined, int, bool], Any]
+#: disclosure control: ``apply_rules(combined, rules, query_set) -> Protected``.
+Protector = Callable[[Combined, Rules, QuerySet], Any]
 
 PENDING = (TaskState.ISSUED.value, TaskState.DELIVERED.value)
 FINAL_JOB_STATES = tuple(s.value for s in JobState if s.final)
 
 
 def default_protector() -> Protector:
-    from recipes.disclosure import protect
+    from recipes.release import apply_rules
 
-    return protect
+    return apply_rules
 
 
 class JobService:
@@ -118,6 +123,34 @@ class JobService:
             updated_at=now,
         )
         expires_at = now + self._settings.node_timeout_s
+        epsilon = recipe.privacy_cost(params)
+        try:
+            view = self._write_job(actor, job, recipe, params, targets, epsilon, now, expires_at)
+        except DatalabError as exc:  # e.g. the privacy budget cannot pay: nothing was written
+            with self._db.write() as session:
+                audit.record(
+                    session,
+                    audit.JobRejected(
+                        actor=actor.name, recipe=request.recipe, code=exc.code, message=exc.message
+                    ),
+                )
+            raise
+        self._notifier.notify(*{node_key(t.agency) for t in targets})
+        return view
+
+    def _write_job(
+        self,
+        actor: Actor,
+        job: Job,
+        recipe: Recipe,
+        params: dict[str, Any],
+        targets: list[Target],
+        epsilon: float | None,
+        now: float,
+        expires_at: float,
+    ) -> JobView:
+        """One transaction: the job, its budget debit (before anything runs), its tasks."""
+        code_sha256 = job.code_sha256
         with self._db.write() as session:
             session.add(job)
             audit.record(
@@ -132,6 +165,10 @@ class JobService:
                     agencies=sorted({t.agency for t in targets}),
                 ),
             )
+            if epsilon is not None:
+                self._check_epsilon(session, epsilon, targets)
+                scopes = [budget.dataset_scope(t.agency, t.dataset) for t in targets]
+                budget.debit(session, actor.name, scopes, epsilon, job.id)
             for target in targets:
                 task = Task(
                     task_id=uuid.uuid4().hex,
@@ -145,6 +182,11 @@ class JobService:
                     issued_at=now,
                     expires_at=expires_at,
                     nonce=secrets.token_hex(16),
+                    audit=(
+                        None
+                        if epsilon is not None
+                        else priors_for(session, actor.name, target.agency, target.dataset)
+                    ),
                 )
                 body = task.model_dump(mode="json")
                 job.tasks.append(
@@ -171,9 +213,17 @@ class JobService:
                         expires_at=expires_at,
                     ),
                 )
-            view = to_view(job)
-        self._notifier.notify(*{node_key(t.agency) for t in targets})
-        return view
+            return to_view(job)
+
+    @staticmethod
+    def _check_epsilon(session: Session, epsilon: float, targets: list[Target]) -> None:
+        largest = float(BY_NAME["max_epsilon_per_query"].default)
+        for layer in agency_layers(session, {t.agency for t in targets}):
+            largest = min(largest, float(layer.get("max_epsilon_per_query", largest)))
+        if epsilon > largest:
+            raise InvalidParameters(
+                f"parameter 'epsilon' must be ≤ {largest:g} for these agencies' data"
+            )
 
     def _plan(self, request: JobRequest) -> tuple[Recipe, dict[str, Any], list[Target]]:
         recipe = self._book.get(request.recipe, request.version)
@@ -392,17 +442,26 @@ class JobService:
         missing: list[str],
         now: float,
     ) -> None:
-        policy = recipe.manifest.disclosure
         try:
             tables = [Table.model_validate(t.partial["table"]) for t in done if t.partial]
             combined = recipe.combine(job.params, tables)
             job.state = JobState.COMBINED.value
-            min_cell = max(
-                [policy.min_cell, *(int(t.partial["min_cell"]) for t in done if t.partial)]
-            )
-            protected = self._protect(combined, min_cell, policy.complementary)
+            rules = self._rules(session, recipe, done)
+            min_cell = rules.min_cell
+            protected = self._protect(combined, rules, _query_set(session, done))
+            if recipe.privacy_cost(job.params) is None:
+                check_and_remember(
+                    session,
+                    job,
+                    recipe,
+                    done,
+                    protected.table,
+                    combined.count_column,
+                    int(rules["min_difference"]),
+                )
         except DatalabError as exc:
-            self._end(session, job, JobState.FAILED, exc.code, exc.message, now)
+            state = JobState.REFUSED if isinstance(exc, JobRefused) else JobState.FAILED
+            self._end(session, job, state, exc.code, exc.message, now)
             return
         except Exception as exc:  # a recipe bug must fail the job, not leave it hanging
             log.error("combining job failed with %s", type(exc).__name__)
@@ -423,6 +482,8 @@ class JobService:
             suppression=list(protected.notes),
             released_at=now,
             result_sha256=digest(result),
+            rules=dict(rules.values),
+            epsilon=recipe.privacy_cost(job.params),
         )
         job.result = result
         job.provenance = provenance.model_dump(mode="json")
@@ -441,6 +502,13 @@ class JobService:
             ),
         )
 
+    @staticmethod
+    def _rules(session: Session, recipe: Recipe, done: Sequence[TaskRow]) -> Rules:
+        """The recipe's policy tightened by each answering agency's settings and node minimum."""
+        nodes = [{"min_cell": int(t.partial["min_cell"])} for t in done if t.partial]
+        agencies = agency_layers(session, {t.agency for t in done})
+        return effective(recipe.manifest.disclosure, [*nodes, *agencies])
+
     def _end(
         self, session: Session, job: Job, state: JobState, code: str, message: str, now: float
     ) -> None:
@@ -454,6 +522,19 @@ class JobService:
         else:
             event = audit.JobFailed(actor=audit.HUB, job_id=job.id, code=code, message=message)
         audit.record(session, event)
+
+
+def _query_set(session: Session, done: Sequence[TaskRow]) -> QuerySet:
+    """Rows the job touched (the nodes' query-set sizes) and rows its datasets hold (public)."""
+    sizes = [t.partial.get("query_set_size") for t in done if t.partial]
+    size = None if any(s is None for s in sizes) else sum(int(s) for s in sizes)
+    population = 0
+    for t in done:
+        rows = session.execute(
+            select(Dataset.rows).where(Dataset.agency == t.agency, Dataset.name == t.dataset)
+        ).scalar_one_or_none()
+        population += int(rows or 0)
+    return QuerySet(size=size, population=population)
 
 
 def to_view(job: Job, *, with_result: bool = False) -> JobView:

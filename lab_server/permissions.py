@@ -99,6 +99,20 @@ ACTIONS: dict[str, Action] = {
         _action("manage-nodes", "remove a node so it can re-enrol", R.OPERATOR),
         _action("list-nodes", "see nodes, their versions and last contact", R.OPERATOR, R.AUDITOR),
         _action(
+            "read-privacy",
+            "read the disclosure rules and one's own privacy budget",
+            R.ANALYST,
+            R.AGENCY_ADMIN,
+            R.AUDITOR,
+            R.OPERATOR,
+        ),
+        _action(
+            "set-privacy",
+            "set disclosure rules and privacy budgets for one's own agency's data",
+            R.AGENCY_ADMIN,
+            scope="agency",
+        ),
+        _action(
             "approve-recipe",
             "approve a recipe for one's own agency's data",
             R.AGENCY_ADMIN,

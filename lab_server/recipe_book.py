@@ -33,6 +33,9 @@ class RecipeBook:
             manifest=recipe.manifest.model_dump(mode="json"),
         )
 
+    def all(self) -> list[Recipe]:
+        return list(self._registry.all())
+
     def infos(self) -> list[RecipeInfo]:
         return [self.info(r) for r in self._registry.all()]
 

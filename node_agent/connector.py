@@ -8,6 +8,7 @@ PostgreSQL or Spark behind the same interface), and it hands back only the aggre
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -79,6 +80,10 @@ class Connector(ABC):
     def run(self, plan: AggregatePlan) -> tuple[Table, int]:
         """The plan's aggregate table and its query-set size."""
 
+    def atoms(self, plans: Sequence[AggregatePlan]) -> Table:
+        """Query auditing's atom counts (see ``compile_atoms``); engines may not support it."""
+        raise ConnectorError("this connector cannot compute query-auditing atoms")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the engine's resources."""
 
@@ -103,6 +108,8 @@ class CompiledQuery:
     output_columns: list[str] = field(default_factory=list)
     #: positions of the output columns that are sums, returned as floats.
     float_columns: list[int] = field(default_factory=list)
+    #: positions of the output columns that are lists of floats (top2_abs).
+    list_columns: list[int] = field(default_factory=list)
 
 
 def compile_plan(plan: AggregatePlan, spec: DatasetSpec, relation: str) -> CompiledQuery:
@@ -118,6 +125,9 @@ def compile_plan(plan: AggregatePlan, spec: DatasetSpec, relation: str) -> Compi
     keys: list[str] = []
     out: list[str] = []
     floats: list[int] = []
+    lists: list[int] = []
+    if plan.max_rows_per_person is not None:
+        relation = _bounded(plan, columns, relation)
     for key in plan.group_by:
         col = _column(columns, key.column)
         expr = quote_ident(col.name)
@@ -138,6 +148,17 @@ def compile_plan(plan: AggregatePlan, spec: DatasetSpec, relation: str) -> Compi
             col = quote_ident(spec_col.name)
             if m.fn == "count_distinct":
                 expr = f"count(DISTINCT {col})"
+            elif m.fn == "top2_abs":
+                lists.append(len(out))
+                expr = f"max(abs(CAST({col} AS DOUBLE)), 2)"
+            elif m.lower is not None and m.upper is not None:
+                # contribution bounding: NaN sorts above every number in DuckDB, so least()
+                # clamps NaN and +inf to the upper bound and greatest() -inf to the lower one;
+                # least() would also turn NULL into the bound, so nulls stay out explicitly
+                floats.append(len(out))
+                value = f"CAST({col} AS DOUBLE)"
+                clamped = f"greatest(least({value}, {float(m.upper)!r}), {float(m.lower)!r})"
+                expr = f"sum(CASE WHEN {col} IS NULL THEN NULL ELSE {clamped} END)"
             else:
                 # made a float in Python (casting inside the aggregate costs a third of the scan)
                 floats.append(len(out))
@@ -157,7 +178,69 @@ def compile_plan(plan: AggregatePlan, spec: DatasetSpec, relation: str) -> Compi
     if keys:
         positions = ", ".join(str(i + 1) for i in range(len(keys)))
         sql += f" GROUP BY {positions} ORDER BY {positions} NULLS LAST"
-    return CompiledQuery(sql=sql, params=params, output_columns=out, float_columns=floats)
+    return CompiledQuery(
+        sql=sql, params=params, output_columns=out, float_columns=floats, list_columns=lists
+    )
+
+
+def compile_atoms(
+    plans: Sequence[AggregatePlan], spec: DatasetSpec, relation: str
+) -> CompiledQuery:
+    """Query auditing's atoms: one row per combination of "which plans' filters match" and the
+    finest value of every group key any plan uses, with its row count (``n``).
+
+    Every released cell of every plan is a union of atoms, so the hub can tell which cells
+    contain which and how many rows their differences hold — the atoms themselves go to the
+    hub only (like any partial), never to an analyst.
+    """
+    columns = {c.name: c for c in spec.columns}
+    params: list[Any] = []
+    select: list[str] = []
+    out: list[str] = []
+    for i, plan in enumerate(plans):
+        where = [_compile_filter(f, _column(columns, f.column), params) for f in plan.filters]
+        predicate = " AND ".join(f"({w})" for w in where) if where else "TRUE"
+        select.append(f"coalesce(({predicate}), FALSE) AS p{i}")
+        out.append(f"p{i}")
+    finest: dict[str, str | None] = {}  # None: the column's own (finest) level
+    for plan in plans:
+        for key in plan.group_by:
+            if key.column not in finest:
+                finest[key.column] = key.level
+                continue
+            current = finest[key.column]
+            if current is not None and (key.level is None or _finer(key.level, current)):
+                finest[key.column] = key.level
+    for name, level in sorted(finest.items()):
+        col = _column(columns, name)
+        expr = quote_ident(col.name)
+        if level is not None:
+            expr = f"substr({expr}, 1, {int(CODE_LENGTH[level])})"  # type: ignore[index]
+        alias = f"k:{name}:{level or ''}"
+        select.append(f"{expr} AS {quote_ident(alias)}")
+        out.append(alias)
+    select.append("count(*) AS n")
+    out.append("n")
+    groups = ", ".join(str(i + 1) for i in range(len(out) - 1))
+    sql = f"SELECT {', '.join(select)} FROM {relation} GROUP BY {groups}"
+    return CompiledQuery(sql=sql, params=params, output_columns=out)
+
+
+def _finer(a: str, b: str) -> bool:
+    return int(CODE_LENGTH[a]) > int(CODE_LENGTH[b])  # type: ignore[index]
+
+
+def _bounded(plan: AggregatePlan, columns: dict[str, ColumnSpec], relation: str) -> str:
+    """The relation with at most ``max_rows_per_person`` rows per person (contribution bounding,
+    before any filter: which rows are kept must not depend on the query)."""
+    if plan.person_column is None:
+        raise ConnectorError("bounding rows per person needs the plan's person column")
+    person = quote_ident(_column(columns, plan.person_column).name)
+    limit = int(plan.max_rows_per_person or 1)
+    return (
+        f"(SELECT * FROM {relation} QUALIFY {person} IS NULL OR "
+        f"row_number() OVER (PARTITION BY {person}) <= {limit})"
+    )
 
 
 def _column(columns: dict[str, ColumnSpec], name: str) -> ColumnSpec:
@@ -313,12 +396,35 @@ class DuckDBConnector(Connector):
         # convert only the columns that need it: a grid-level result has tens of thousands of
         # rows, and a per-value conversion would cost more than the scan itself
         for i, type_name in enumerate(types):
-            convert = _float if i in query.float_columns else _converter(type_name)
+            convert = (
+                _float
+                if i in query.float_columns
+                else _float_list
+                if i in query.list_columns
+                else _converter(type_name)
+            )
             if convert is not None:
                 for row in table_rows:
                     if row[i] is not None:
                         row[i] = convert(row[i])
         return Table(columns=query.output_columns, rows=table_rows), qss
+
+    def atoms(self, plans: Sequence[AggregatePlan]) -> Table:
+        """Query auditing's atom counts for ``plans`` over one dataset (``compile_atoms``)."""
+        spec = self._specs.get(plans[0].dataset)
+        if spec is None:
+            raise ConnectorError(f"this node holds no dataset {plans[0].dataset!r}")
+        query = compile_atoms(plans, spec, quote_ident(spec.name))
+        with self._lock:
+            cursor = self._conn.cursor()
+        try:
+            rows = cursor.execute(query.sql, query.params).fetchall()
+        finally:
+            cursor.close()
+        return Table(
+            columns=query.output_columns,
+            rows=[[None if v is None else _json_value(v) for v in r] for r in rows],
+        )
 
     def close(self) -> None:
         self._conn.close()
@@ -347,6 +453,16 @@ def _converter(type_name: str) -> Callable[[Any], Any] | None:
 def _float(value: Any) -> float | None:
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+def _float_list(value: Any) -> list[float]:
+    """A list of numbers as finite floats (a NaN or infinity becomes the largest float: for a
+    dominance rule an unknown value must look dominant, never harmless)."""
+    out = []
+    for v in value or []:
+        number = float(v)
+        out.append(number if math.isfinite(number) else sys.float_info.max)
+    return out
 
 
 def _json_value(value: Any) -> Any:

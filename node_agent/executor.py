@@ -24,13 +24,16 @@ from node_agent.log import LocalLog
 from node_agent.policy import check_plan, check_query_set
 from node_agent.replay import NonceStore, check_fresh
 from node_agent.settings import NodeSettings
-from recipes.contract import Recipe
+from recipes.contract import AggregatePlan, Measure, Recipe
 from recipes.registry import RecipeRegistry
 
 logger = logging.getLogger(__name__)
 
 #: The reason a failed task gives the hub: the detail (which may quote the engine's error, and
 #: an engine error can quote a data value) stays in the node's console log.
+#: the most earlier queries one task's audit may name (the hub sends the latest ones).
+MAX_AUDITED = 20
+
 FAILED_REASON = "the node could not compute this task; its operator has the details"
 
 
@@ -58,7 +61,7 @@ class Executor:
         task = signed.task
         self.log.append("task_received", _task_summary(task))
         try:
-            table, query_set_size = self._checked_run(signed)
+            table, query_set_size, atoms = self._checked_run(signed)
         except TaskRefused as exc:
             self.log.append(
                 "task_refused",
@@ -78,7 +81,12 @@ class Executor:
             )
             return self._answer(task, started, PartialStatus.FAILED, reason=FAILED_REASON)
         answer = self._answer(
-            task, started, PartialStatus.OK, table=table, query_set_size=query_set_size
+            task,
+            started,
+            PartialStatus.OK,
+            table=table,
+            query_set_size=query_set_size,
+            audit_atoms=atoms,
         )
         self.log.append(
             "task_done",
@@ -94,7 +102,7 @@ class Executor:
         )
         return answer
 
-    def _checked_run(self, signed: SignedTask) -> tuple[Table, int]:
+    def _checked_run(self, signed: SignedTask) -> tuple[Table, int, Table | None]:
         task = signed.task
         try:
             verify_value(self.hub_public_key, task.model_dump(mode="json"), signed.signature)
@@ -142,7 +150,29 @@ class Executor:
         except ConnectorError as exc:
             raise TaskRefused(f"recipe {key}: {exc}") from None
         check_query_set(query_set_size, self.settings)
-        return table, query_set_size
+        atoms = self._audit_atoms(plan, task.audit, spec) if task.audit is not None else None
+        return table, query_set_size, atoms
+
+    def _audit_atoms(self, plan: AggregatePlan, audit: list[dict[str, Any]], spec: Any) -> Table:
+        """Atom counts over this plan and the earlier ones the hub sent (each checked against
+        the column policy like any plan: the hub cannot use auditing to probe a column)."""
+        earlier: list[AggregatePlan] = []
+        for item in audit[:MAX_AUDITED]:
+            try:
+                prior = AggregatePlan(
+                    dataset=plan.dataset,
+                    filters=item.get("filters") or [],
+                    group_by=item.get("group_by") or [],
+                    measures=[Measure(fn="count", alias="n")],
+                )
+            except ValueError:
+                raise TaskRefused("the task's audit list holds a malformed query") from None
+            check_plan(prior, spec, self.settings)
+            earlier.append(prior)
+        try:
+            return self.connector.atoms([plan, *earlier])
+        except ConnectorError as exc:
+            raise TaskRefused(f"query auditing: {exc}") from None
 
     def _code_sha256(self, key: str, recipe: Recipe) -> str:
         """The recipe's hash, computed once: it is the code loaded in this process that runs,
@@ -160,6 +190,7 @@ class Executor:
         reason: str | None = None,
         table: Table | None = None,
         query_set_size: int | None = None,
+        audit_atoms: Table | None = None,
     ) -> SignedPartial:
         partial = Partial(
             task_id=task.task_id,
@@ -171,6 +202,7 @@ class Executor:
             table=table,
             min_cell=self.settings.min_cell,
             query_set_size=query_set_size,
+            audit_atoms=audit_atoms,
             computed_at=time.time(),
             seconds=round(time.perf_counter() - started, 6),
         )

@@ -18,6 +18,8 @@ never data values.
 
 from __future__ import annotations
 
+import math
+
 from datalab.errors import TaskRefused
 from datalab.geography import CODE_LENGTH, LEVELS, Level, is_finer
 from datalab.manifest import ColumnClass, ColumnSpec, DatasetSpec
@@ -54,6 +56,14 @@ def check_plan(
     for m in plan.measures:
         if m.fn != "count":
             _check_measure(m, column(m.column, f"measure {m.alias!r}"))
+    if plan.max_rows_per_person is not None:
+        person = column(plan.person_column, "rows per person")
+        if person.klass != ColumnClass.IDENTIFIER:
+            raise TaskRefused(
+                f"rows per person are bounded by an identifier column; {person.name!r} is not one"
+            )
+        if plan.max_rows_per_person < 1:
+            raise TaskRefused("rows per person must be bounded by at least 1")
 
 
 def check_query_set(query_set_size: int, settings: NodeSettings) -> None:
@@ -124,7 +134,15 @@ def _check_filter(f: Filter, col: ColumnSpec, settings: NodeSettings) -> None:
 
 
 def _check_measure(m: Measure, col: ColumnSpec) -> None:
-    if m.fn == "sum" and col.klass == ColumnClass.IDENTIFIER:
+    summed = m.fn in ("sum", "top2_abs")
+    if summed and col.klass == ColumnClass.IDENTIFIER:
         raise TaskRefused(f"column {col.name!r} is an identifier: it is never summed or output")
-    if m.fn == "sum" and col.type not in ("integer", "float", "boolean"):
+    if summed and col.type not in ("integer", "float", "boolean"):
         raise TaskRefused(f"column {col.name!r} is not numeric: it cannot be summed")
+    bounds = [b for b in (m.lower, m.upper) if b is not None]
+    if not all(math.isfinite(b) for b in bounds):
+        raise TaskRefused(f"measure {m.alias!r}: clamping bounds must be finite numbers")
+    if (m.lower is None) != (m.upper is None) or (
+        m.lower is not None and m.upper is not None and not m.lower <= m.upper
+    ):
+        raise TaskRefused(f"measure {m.alias!r}: clamping needs lower ≤ upper, both given")

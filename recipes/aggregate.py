@@ -191,6 +191,8 @@ class FederatedAggregate(Recipe):
         measures = [Measure(fn="count", alias="n")]
         if params.get("measure") in ("sum", "mean"):
             measures.append(Measure(fn="sum", column=params["column"], alias="sum"))
+            # the two largest contributions, for the hub's dominance rules (never released)
+            measures.append(Measure(fn="top2_abs", column=params["column"], alias="top2"))
         return AggregatePlan(
             dataset=dataset.name, group_by=group_by, filters=filters, measures=measures
         )
@@ -212,17 +214,27 @@ class FederatedAggregate(Recipe):
         keys: list[str] = []
         geo: str | None = None
         for name in params.get("group_by") or []:
-            if name in first:
-                keys.append(name)
-            elif level in first and geo is None:
+            # an area column comes back named after the level, which may be its own name
+            # (grid at grid level): that key is still the area key, for suppression up the
+            # hierarchy
+            if level in first and geo is None and (name == level or name not in first):
                 keys.append(level)
                 geo = level
+            elif name in first:
+                keys.append(name)
             else:
                 raise JobFailed(f"a partial result lacks the group key {name!r}")
         wanted = ["n", "sum"] if measure in ("sum", "mean") else ["n"]
+        tops = _top_two(partials, keys) if measure in ("sum", "mean") else None
+        contributions: list[tuple[float, float, float]] = []
         out_rows: list[list[Any]] = []
         for key, acc in add_partials(partials, keys, wanted):
+            if acc[0] < 0 or not float(acc[0]).is_integer():
+                raise JobFailed("a partial result holds a count that is not a whole number ≥ 0")
             n = int(acc[0])
+            if tops is not None:
+                top = tops.get(key, [])
+                contributions.append((float(acc[1]), *[*top, 0.0, 0.0][:2]))
             row: list[Any] = [*key, n]
             if measure == "sum":
                 row.append(float(acc[1]))
@@ -236,7 +248,24 @@ class FederatedAggregate(Recipe):
             count_column="n",
             geo_column=geo,
             geo_level=level if geo is not None else None,
+            contributions=contributions if tops is not None else None,
         )
+
+
+def _top_two(partials: Sequence[Table], keys: Sequence[str]) -> dict[tuple[Any, ...], list[float]]:
+    """Per group, the two largest absolute contributions over every node's partial."""
+    out: dict[tuple[Any, ...], list[float]] = {}
+    for table in partials:
+        if "top2" not in table.columns:
+            raise JobFailed("a partial result lacks the column 'top2'")
+        key_at = [table.columns.index(k) for k in keys]
+        at = table.columns.index("top2")
+        for row in table.rows:
+            values = row[at] if isinstance(row[at], list) else []
+            key = tuple(row[i] for i in key_at)
+            merged = out.get(key, []) + [float(v) for v in values]
+            out[key] = sorted(merged, reverse=True)[:2]
+    return out
 
 
 # ---------------------------------------------------------------------- catalogue checks

@@ -27,7 +27,9 @@ from datalab.errors import InvalidParameters, JobFailed
 from datalab.geography import Level
 from datalab.wire import CatalogueDataset, Table
 
-ParamType = Literal["int", "float", "str", "bool", "level", "str_list", "filter_list"]
+ParamType = Literal[
+    "int", "float", "str", "bool", "level", "str_list", "filter_list", "value_lists"
+]
 
 
 class Strict(BaseModel):
@@ -68,6 +70,17 @@ class DisclosurePolicy(Strict):
     complementary: bool = True
     #: release a result without the nodes that did not answer (and say which), or fail the job.
     allow_missing_nodes: bool = False
+    #: round released counts to a multiple of this base after suppression (0: no rounding).
+    rounding_base: int = 0
+    #: refuse a result computed over fewer rows than this (all cells together).
+    min_query_set: int = 10
+    #: refuse a filtered result leaving between 1 and this many rows outside its query set.
+    min_complement: int = 10
+    #: (n,k) dominance for sums: withhold a cell whose n largest contributions exceed k%.
+    dominance_n: int = 2
+    dominance_k: float = 85.0
+    #: p% rule for sums: withhold a cell where total − two largest < p% of the largest.
+    p_percent: float = 10.0
 
 
 class RecipeManifest(Strict):
@@ -105,9 +118,16 @@ class Filter(Strict):
 
 
 class Measure(Strict):
-    fn: Literal["count", "sum", "count_distinct"]
+    """One aggregate per group. ``top2_abs`` gives the two largest absolute values as a list:
+    the hub needs them for the dominance rules of sums and never releases them. ``lower`` /
+    ``upper`` clamp each value of a ``sum`` (contribution bounding for differential privacy;
+    NaN and infinities are clamped too)."""
+
+    fn: Literal["count", "sum", "count_distinct", "top2_abs"]
     column: str | None = None
     alias: str
+    lower: float | None = None
+    upper: float | None = None
 
 
 class AggregatePlan(Strict):
@@ -117,6 +137,10 @@ class AggregatePlan(Strict):
     group_by: list[GroupKey] = Field(default_factory=list)
     filters: list[Filter] = Field(default_factory=list)
     measures: list[Measure]
+    #: contribution bounding: keep at most this many rows per value of ``person_column`` (an
+    #: identifier column; rows where it is null each count as their own person).
+    max_rows_per_person: int | None = None
+    person_column: str | None = None
 
 
 class Target(Strict):
@@ -137,6 +161,9 @@ class Combined(Strict):
     count_column: str
     geo_column: str | None = None
     geo_level: Level | None = None
+    #: for the dominance rules of sums, per row: (sum, largest contribution, second largest).
+    #: Hub-only, never released; None for tables without a sum.
+    contributions: list[tuple[float, float, float]] | None = None
 
 
 # ------------------------------------------------------------ the recipe base class
@@ -171,6 +198,11 @@ class Recipe(ABC):
         parameters against the catalogue (e.g. that a column exists and may be grouped by).
         """
         return validate_params(self.manifest.params, params)
+
+    def privacy_cost(self, params: Mapping[str, Any]) -> float | None:
+        """The epsilon a job with these parameters spends from each target dataset's budget
+        (None: the recipe is not differentially private, and query auditing applies)."""
+        return None
 
     @abstractmethod
     def targets(
@@ -242,6 +274,16 @@ def _check_one(spec: ParamSpec, value: Any) -> Any:
             raise InvalidParameters(f"parameter {name!r} must be a list of [column, op, value]")
         _check_items(spec, value)
         return [_check_filter(name, item) for item in value]
+    if spec.type == "value_lists":
+        if not isinstance(value, list | tuple) or not all(
+            isinstance(v, list | tuple) and v and len(v) <= 500 and all(_scalar(x) for x in v)
+            for v in value
+        ):
+            raise InvalidParameters(
+                f"parameter {name!r} must be a list of non-empty lists of values (≤ 500 each)"
+            )
+        _check_items(spec, value)
+        return [list(v) for v in value]
     raise InvalidParameters(f"parameter {name!r} has an unsupported type")  # pragma: no cover
 
 

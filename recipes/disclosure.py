@@ -57,20 +57,28 @@ class Protected:
     notes: list[str]
 
 
-def protect(combined: Combined, min_cell: int, complementary: bool = True) -> Protected:
-    """Withhold every cell below ``min_cell`` and enough others that none can be recovered by
-    subtraction from the released totals of coarser versions of the same query."""
+def protect(
+    combined: Combined,
+    min_cell: int,
+    complementary: bool = True,
+    sensitive: Sequence[bool] | None = None,
+) -> Protected:
+    """Withhold every cell below ``min_cell`` (and every cell flagged ``sensitive``, e.g. by a
+    dominance rule) and enough others that none can be recovered by subtraction from the
+    released totals of coarser versions of the same query."""
     table = combined.table
     columns = table.columns
     count_at = columns.index(combined.count_column)
     counts = [_as_count(row[count_at]) for row in table.rows]
-    suppressed = [c < min_cell for c in counts]
+    flagged = list(sensitive) if sensitive is not None else [False] * len(counts)
+    suppressed = [c < min_cell or f for c, f in zip(counts, flagged, strict=True)]
     primary = sum(suppressed)
     notes: list[str] = []
-    if primary:
-        notes.append(f"primary: {primary} {_cells(primary)} below {min_cell}")
+    small = sum(c < min_cell for c in counts)
+    if small:
+        notes.append(f"primary: {small} {_cells(small)} below {min_cell}")
     if complementary and primary:
-        lattice = _Lattice(combined, counts)
+        lattice = _Lattice(combined, counts, flagged)
         suppressed, extra_notes = lattice.protect_all(min_cell)
         notes.extend(extra_notes)
 
@@ -111,7 +119,8 @@ class _Query:
 class _Lattice:
     """The query itself and every coarser query of the same shape the analyst could run."""
 
-    def __init__(self, combined: Combined, counts: list[int]) -> None:
+    def __init__(self, combined: Combined, counts: list[int], flagged: list[bool]) -> None:
+        self.flagged = flagged
         rows = combined.table.rows
         columns = combined.table.columns
         geo = combined.geo_column if combined.geo_column in combined.key_columns else None
@@ -189,6 +198,8 @@ def _suppress(
     counts = q.counts
     n = len(counts)
     suppressed = [c < min_cell for c in counts]
+    if q.shape == lattice.own:
+        suppressed = [s or f for s, f in zip(suppressed, lattice.flagged, strict=True)]
     if not any(suppressed):
         return suppressed, []
 

@@ -46,6 +46,7 @@ def _version_key(version: str) -> tuple[int, ...]:
 def default_registry() -> RecipeRegistry:
     """Every recipe shipped in this package."""
     from recipes.aggregate import FederatedAggregate
+    from recipes.dp_aggregate import DPAggregate
     from recipes.key_groups import KeyGroupsByArea
 
-    return RecipeRegistry([FederatedAggregate(), KeyGroupsByArea()])
+    return RecipeRegistry([FederatedAggregate(), KeyGroupsByArea(), DPAggregate()])

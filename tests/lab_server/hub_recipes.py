@@ -95,5 +95,22 @@ class Broken(CountByArea):
         raise RuntimeError("secret-row-110101199001011234")
 
 
+class NoisyCount(CountByArea):
+    """A differentially private count for the budget tests: costs its ``epsilon`` parameter."""
+
+    manifest = CountByArea.manifest.model_copy(
+        update={
+            "name": "noisy_count",
+            "params": [
+                *CountByArea.manifest.params,
+                ParamSpec(name="epsilon", type="float", description="cost", minimum=0.01),
+            ],
+        }
+    )
+
+    def privacy_cost(self, params: Mapping[str, Any]) -> float | None:
+        return float(params["epsilon"]) if params.get("epsilon") is not None else 0.1
+
+
 def registry() -> RecipeRegistry:
-    return RecipeRegistry([CountByArea(), CountAllowingMissing(), Broken()])
+    return RecipeRegistry([CountByArea(), CountAllowingMissing(), Broken(), NoisyCount()])

@@ -20,6 +20,8 @@ EXPECTED: dict[str, set[Role]] = {
     "manage-nodes": {OP},
     "list-nodes": {OP, AU},
     "approve-recipe": {AA},
+    "read-privacy": {A, AA, AU, OP},
+    "set-privacy": {AA},
 }
 
 

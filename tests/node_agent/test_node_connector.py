@@ -263,3 +263,69 @@ def test_manifest_column_missing_from_file_fails_at_start(tmp_path: Path, data_d
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ConnectorError, match="ghost"):
         DuckDBConnector(folder)
+
+
+# ------------------------------------------------------------------ privacy measures
+
+
+def test_top2_abs_gives_the_two_largest_contributions(
+    connector: DuckDBConnector, frame: pd.DataFrame
+) -> None:
+    plan = AggregatePlan(
+        dataset="population",
+        group_by=[GroupKey(column="sex")],
+        measures=[Measure(fn="top2_abs", column="monthly_income", alias="top2")],
+    )
+    table, _ = connector.run(plan)
+    for sex, top2 in table.rows:
+        expected = frame.loc[frame["sex"] == sex, "monthly_income"].abs().nlargest(2).tolist()
+        assert [round(v, 6) for v in top2] == [round(v, 6) for v in expected]
+
+
+def test_clamped_sums_and_rows_per_person(connector: DuckDBConnector, frame: pd.DataFrame) -> None:
+    plan = AggregatePlan(
+        dataset="population",
+        measures=[
+            Measure(fn="count", alias="n"),
+            Measure(fn="sum", column="monthly_income", alias="s", lower=1000.0, upper=5000.0),
+        ],
+    )
+    table, _ = connector.run(plan)
+    n, s = table.rows[0]
+    income = frame["monthly_income"].dropna()
+    assert n == len(frame)
+    assert close(s, float(income.clip(1000.0, 5000.0).sum()))  # nulls stay out, not clamped in
+    # at most 2 rows per value of the person column (40 distinct employers here)
+    bounded = plan.model_copy(update={"max_rows_per_person": 2, "person_column": "employer_id"})
+    (row,) = connector.run(bounded)[0].rows
+    assert row[0] == 2 * frame["employer_id"].nunique()
+
+
+def test_clamping_turns_nan_and_infinities_into_the_bounds() -> None:
+    import duckdb
+
+    from datalab.manifest import DatasetSpec
+
+    values = "('a', 'nan'::DOUBLE), ('b', 'inf'::DOUBLE), ('c', '-inf'::DOUBLE), "
+    values += "('d', 1e308), ('e', NULL), ('f', 2.0)"
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE t AS SELECT * FROM (VALUES {values}) v(id, x)")
+    spec = DatasetSpec.model_validate(
+        {
+            "name": "t",
+            "kind": "t",
+            "path": "t.parquet",
+            "rows": 6,
+            "columns": [
+                {"name": "id", "type": "string", "class": "identifier"},
+                {"name": "x", "type": "float", "class": "sensitive"},
+            ],
+        }
+    )
+    plan = AggregatePlan(
+        dataset="t",
+        measures=[Measure(fn="sum", column="x", alias="s", lower=-1.0, upper=3.0)],
+    )
+    query = compile_plan(plan, spec, "t")
+    (row,) = con.execute(query.sql, query.params).fetchall()
+    assert row[0] == 3.0 + 3.0 - 1.0 + 3.0 + 2.0  # NaN, inf, 1e308 → 3; -inf → -1; null out

@@ -29,6 +29,26 @@ REFUSED = {
         plan(measures=[Measure(fn="sum", column="id_number", alias="s")]),
         "identifier",
     ),
+    "identifier top contributions": (
+        plan(measures=[Measure(fn="top2_abs", column="id_number", alias="t")]),
+        "identifier",
+    ),
+    "rows per person by a non-identifier": (
+        plan(max_rows_per_person=1, person_column="sex"),
+        "identifier column",
+    ),
+    "clamp with one bound": (
+        plan(measures=[Measure(fn="sum", column="monthly_income", alias="s", lower=0.0)]),
+        "lower ≤ upper",
+    ),
+    "clamp with an infinite bound": (
+        plan(
+            measures=[
+                Measure(fn="sum", column="monthly_income", alias="s", lower=0.0, upper=float("inf"))
+            ]
+        ),
+        "finite",
+    ),
     "sensitive group-by": (plan(group_by=[GroupKey(column="monthly_income")]), "sensitive"),
     "sensitive filter": (
         plan(filters=[Filter(column="monthly_income", op="gt", value=1)]),

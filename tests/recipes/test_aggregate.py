@@ -190,6 +190,7 @@ def test_plan_mean_asks_for_count_and_sum(catalogue: Catalogue) -> None:
     assert plan.measures == [
         Measure(fn="count", alias="n"),
         Measure(fn="sum", column="monthly_income", alias="sum"),
+        Measure(fn="top2_abs", column="monthly_income", alias="top2"),
     ]
 
 
@@ -216,13 +217,18 @@ def test_combine_counts_outer_join() -> None:
 def test_combine_sum_and_mean_across_partials() -> None:
     mean = RECIPE.validate({"kind": "k", "measure": "mean", "column": "x", "group_by": ["sex"]})
     # partial columns may come in any order
-    a = Table(columns=["sex", "n", "sum"], rows=[["F", 2, 10.0], ["M", 1, 100.0]])
-    b = Table(columns=["sum", "n", "sex"], rows=[[30.0, 8, "F"]])
+    a = Table(
+        columns=["sex", "n", "sum", "top2"],
+        rows=[["F", 2, 10.0, [6.0, 4.0]], ["M", 1, 100.0, [100.0]]],
+    )
+    b = Table(columns=["sum", "top2", "n", "sex"], rows=[[30.0, [20.0, 5.0], 8, "F"]])
     combined = RECIPE.combine(mean, [a, b])
     assert combined.table.columns == ["sex", "n", "mean"]
     # total sum / total n: (10 + 30) / (2 + 8), not the mean of the means (5 and 3.75)
     assert combined.table.rows == [["F", 10, 4.0], ["M", 1, 100.0]]
     assert combined.geo_column is None and combined.geo_level is None
+    # the two largest contributions over both nodes, for the dominance rules (never released)
+    assert combined.contributions == [(40.0, 20.0, 6.0), (100.0, 100.0, 0.0)]
 
     total = RECIPE.validate({"kind": "k", "measure": "sum", "column": "x", "group_by": ["sex"]})
     combined = RECIPE.combine(total, [a, b])
@@ -248,3 +254,13 @@ def test_combine_refuses_malformed_partials() -> None:
         RECIPE.combine(params, [Table(columns=["n"], rows=[[1]])])
     with pytest.raises(JobFailed, match="no partial"):
         RECIPE.combine(params, [])
+
+
+def test_an_area_column_grouped_at_its_own_level_is_still_the_area_key() -> None:
+    # grid at grid level comes back named "grid", like the column: it must still be the area
+    # key, or complementary suppression would ignore the hierarchy above it
+    params = RECIPE.validate({"kind": "k", "group_by": ["grid", "sex"], "level": "grid"})
+    part = Table(columns=["grid", "sex", "n"], rows=[["440103001001001", "F", 12]])
+    combined = RECIPE.combine(params, [part])
+    assert combined.geo_column == "grid" and combined.geo_level == "grid"
+    assert combined.key_columns == ["grid", "sex"]
