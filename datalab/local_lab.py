@@ -185,7 +185,7 @@ class LocalLab:
 
         manifest = AgencyManifest.load(self.city_dir / agency)
         kinds = {d.kind for d in manifest.datasets}
-        store = ApprovalStore(self.node_state(agency))
+        store = ApprovalStore(self.node_state(agency), agency)  # signs with the agency key
         approved = []
         for recipe in default_registry().all():
             if kinds & {role.kind for role in recipe.manifest.datasets}:
