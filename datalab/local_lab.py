@@ -92,6 +92,7 @@ class LocalLab:
                 self.approve_all(agency)
         self._say(progress, f"starting {len(agencies)} node agents")
         for agency in agencies:
+            self.ensure_agency_key(agency)
             self.start_node(agency)
         self.wait_nodes_online(agencies)
         return self
@@ -177,6 +178,13 @@ class LocalLab:
         for name, role, agency in people:
             if name not in self.tokens:
                 self.tokens[name] = create_user(settings, name, role, agency)
+
+    def ensure_agency_key(self, agency: str) -> str:
+        """The agency admin's signing key (kept, in the lab, beside the node's state); its public
+        half is what the node pins to verify approvals. Returns the public key."""
+        from datalab.grants import agency_key
+
+        return agency_key(self.node_state(agency)).public_key
 
     def approve_all(self, agency: str) -> list[str]:
         """Approve, as the agency's admin, every recipe whose dataset kinds this agency holds."""

@@ -167,6 +167,9 @@ class ApprovalService:
                 raise NotFound(f"no approval request {request_id}")
             view = _view(session, row)
         if not self._may_read(actor, row):
+            if decide(actor, "approve-recipe", Resource(agency=actor.agency)).allowed:
+                # an agency admin looking at another agency's request: say so
+                self._gate.ensure_allowed(actor, "approve-recipe", Resource(agency=row.agencies[0]))
             self._gate.ensure_allowed(actor, "read-own-request", Resource(owner=row.analyst))
         return view
 
