@@ -189,10 +189,10 @@ class ApprovalStore:
             except GrantRefused as exc:
                 refusals.append(str(exc))
         data = self._load()
-        known = {s.grant.approval_id: s.signature for s in data.approvals.values()}
+        known = list(data.approvals.values())
         for signed in bundle.approvals:
             grant = signed.grant
-            if known.get(grant.approval_id) == signed.signature:
+            if signed in known:  # the very grant already kept (whole content, not just its id)
                 continue
             if grant.approval_id in data.revocations and signed.grant.agency == self.agency:
                 continue  # a revoked grant relayed again: ignored (and never honoured)
