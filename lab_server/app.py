@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from datalab import __version__
 from lab_server import error_handlers
 from lab_server.body_limit import BodyLimit
+from lab_server.console import routes as console
 from lab_server.jobs import Protector
 from lab_server.lifespan import lifespan
 from lab_server.routes import approvals, audit, catalogue, health, jobs, nodes, recipes, users
@@ -34,5 +35,6 @@ def create_app(
     error_handlers.install(app)
     for module in (health, nodes, catalogue, recipes, jobs, audit, users, approvals):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(console.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
