@@ -33,52 +33,86 @@ def _split(n: int) -> int:
     return k
 
 
+class Tree:
+    """A growing Merkle tree that remembers the root of every complete (power-of-two) subtree,
+    so a root or a proof for any prefix costs O(log² n) hashes instead of O(n)."""
+
+    def __init__(self, leaves: Sequence[bytes] = ()) -> None:
+        self.leaves: list[bytes] = list(leaves)
+        self._perfect: dict[tuple[int, int], bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self.leaves)
+
+    def append(self, leaf: bytes) -> None:
+        self.leaves.append(leaf)
+
+    def _mth(self, lo: int, hi: int) -> bytes:
+        n = hi - lo
+        if n == 0:
+            return bytes.fromhex(EMPTY_ROOT)
+        if n == 1:
+            return self.leaves[lo]
+        perfect = n & (n - 1) == 0
+        if perfect and (lo, hi) in self._perfect:
+            return self._perfect[(lo, hi)]
+        k = _split(n)
+        out = node_hash(self._mth(lo, lo + k), self._mth(lo + k, hi))
+        if perfect:
+            self._perfect[(lo, hi)] = out
+        return out
+
+    def root(self, size: int | None = None) -> bytes:
+        return self._mth(0, len(self.leaves) if size is None else size)
+
+    def inclusion(self, index: int, size: int | None = None) -> list[bytes]:
+        """PATH(index, D[0:size]) of RFC 9162 section 2.1.3.1."""
+        size = len(self.leaves) if size is None else size
+        if not 0 <= index < size <= len(self.leaves):
+            raise ValueError(f"leaf {index} is not in a tree of size {size}")
+        return self._path(index, 0, size)
+
+    def _path(self, m: int, lo: int, hi: int) -> list[bytes]:
+        n = hi - lo
+        if n == 1:
+            return []
+        k = _split(n)
+        if m < k:
+            return [*self._path(m, lo, lo + k), self._mth(lo + k, hi)]
+        return [*self._path(m - k, lo + k, hi), self._mth(lo, lo + k)]
+
+    def consistency(self, m: int, size: int | None = None) -> list[bytes]:
+        """PROOF(m, D[0:size]) of RFC 9162 section 2.1.4.1."""
+        size = len(self.leaves) if size is None else size
+        if not 0 <= m <= size <= len(self.leaves):
+            raise ValueError(f"size {m} is not within a tree of size {size}")
+        if m in (0, size):
+            return []
+        return self._subproof(m, 0, size, True)
+
+    def _subproof(self, m: int, lo: int, hi: int, complete: bool) -> list[bytes]:
+        n = hi - lo
+        if m == n:
+            return [] if complete else [self._mth(lo, hi)]
+        k = _split(n)
+        if m <= k:
+            return [*self._subproof(m, lo, lo + k, complete), self._mth(lo + k, hi)]
+        return [*self._subproof(m - k, lo + k, hi, False), self._mth(lo, lo + k)]
+
+
 def root(leaves: Sequence[bytes]) -> bytes:
     """MTH over leaf hashes (already hashed with the 0x00 prefix)."""
-    n = len(leaves)
-    if n == 0:
-        return bytes.fromhex(EMPTY_ROOT)
-    level = list(leaves)
-    # bottom-up: pair neighbours; an odd last node moves up unchanged (equals RFC's split rule)
-    while len(level) > 1:
-        nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-    return level[0]
+    return Tree(leaves).root()
 
 
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
     """PATH(index, leaves) of RFC 9162 section 2.1.3.1."""
-    n = len(leaves)
-    if not 0 <= index < n:
-        raise ValueError(f"leaf {index} is not in a tree of size {n}")
-    if n == 1:
-        return []
-    k = _split(n)
-    if index < k:
-        return [*inclusion_proof(index, leaves[:k]), root(leaves[k:])]
-    return [*inclusion_proof(index - k, leaves[k:]), root(leaves[:k])]
+    return Tree(leaves).inclusion(index)
 
 
 def consistency_proof(m: int, leaves: Sequence[bytes]) -> list[bytes]:
     """PROOF(m, leaves) of RFC 9162 section 2.1.4.1 (empty when m is 0 or the whole tree)."""
-    n = len(leaves)
-    if not 0 <= m <= n:
-        raise ValueError(f"size {m} is not within a tree of size {n}")
-    if m in (0, n):
-        return []
-    return _subproof(m, leaves, True)
-
-
-def _subproof(m: int, leaves: Sequence[bytes], complete: bool) -> list[bytes]:
-    n = len(leaves)
-    if m == n:
-        return [] if complete else [root(leaves)]
-    k = _split(n)
-    if m <= k:
-        return [*_subproof(m, leaves[:k], complete), root(leaves[k:])]
-    return [*_subproof(m - k, leaves[k:], False), root(leaves[:k])]
+    return Tree(leaves).consistency(m)
 
 
 def verify_inclusion(

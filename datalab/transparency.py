@@ -116,9 +116,6 @@ def check_receipt(
 # ------------------------------------------------------------------ the auditor's full check
 
 
-_RANGE_PREFIXES = ("entries ", "the log's first", "log truncated", "checkpoint ")
-
-
 @dataclass
 class Verification:
     ok: bool
@@ -149,52 +146,55 @@ def verify_log(
 ) -> Verification:
     """Recompute chain and tree; check every checkpoint's signature, root and consistency; check
     each node's receipts against the entries. Reports the first bad entry (lowest seq)."""
-    problems: list[tuple[int, str]] = []
+    #: faults that name their exact entry (chain, receipts), and those that only bound where the
+    #: first bad entry lies (checkpoints); exact ones are reported first
+    exact: list[tuple[int, str]] = []
+    bounded: list[tuple[int, str]] = []
     n = len(entries)
     # 1. the chain: order, links and content
     prev = GENESIS_HASH
     for i, e in enumerate(entries, start=1):
         if e.seq != i:
-            problems.append((i, f"entry {i} is missing or out of order (found seq {e.seq} there)"))
+            exact.append((i, f"entry {i} is missing or out of order (found seq {e.seq} there)"))
             break
         if e.prev_hash != prev:
-            problems.append((i, f"entry {i} does not follow its predecessor (reordered/removed)"))
+            exact.append((i, f"entry {i} does not follow its predecessor (reordered/removed)"))
             break
         if chain_hash(e.prev_hash, e.seq, e.ts, e.event, e.actor, e.data) != e.hash:
-            problems.append((i, f"entry {i} was altered (hash mismatch)"))
+            exact.append((i, f"entry {i} was altered (hash mismatch)"))
             break
         prev = e.hash
     leaves = [entry_leaf(e) for e in entries]
+    tree = merkle.Tree(leaves)
     # 2. the hub's checkpoints: signature, size, root, consistency between successive ones
     cps = sorted(checkpoints, key=lambda c: c.checkpoint.tree_size)
     last_good: SignedCheckpoint | None = None
     for cp in cps:
         size = cp.checkpoint.tree_size
         if not checkpoint_signed(cp, hub_public_key):
-            problems.append((min(size, n + 1), f"checkpoint of size {size}: bad hub signature"))
+            bounded.append((min(size, n + 1), f"checkpoint of size {size}: bad hub signature"))
             continue
         if size > n:
-            problems.append(
+            bounded.append(
                 (n + 1, f"log truncated: checkpoint covers {size} entries, the log has {n}")
             )
             continue
-        if merkle.root(leaves[:size]).hex() != cp.checkpoint.root_hash:
+        if tree.root(size).hex() != cp.checkpoint.root_hash:
             start = last_good.checkpoint.tree_size + 1 if last_good else 1
-            problems.append(
+            bounded.append(
                 (start, f"entries {start}..{size} do not match the signed checkpoint of {size}")
             )
             continue
         if last_good is not None:
             m = last_good.checkpoint.tree_size
-            proof = merkle.consistency_proof(m, leaves[:size])
             if not merkle.verify_consistency(
                 m,
                 size,
                 bytes.fromhex(last_good.checkpoint.root_hash),
-                merkle.root(leaves[:size]),
-                proof,
+                tree.root(size),
+                tree.consistency(m, size),
             ):
-                problems.append((m + 1, f"checkpoint {size} is not consistent with {m}"))
+                bounded.append((m + 1, f"checkpoint {size} is not consistent with {m}"))
         last_good = cp
     # 3. the nodes' receipts: each names an entry and a checkpoint the hub signed
     count = 0
@@ -204,16 +204,16 @@ def verify_log(
             seq, leaf = int(r["seq"]), str(r["leaf_hash"])
             cp = SignedCheckpoint.model_validate(r["checkpoint"])
             if not checkpoint_signed(cp, hub_public_key):
-                problems.append((seq, f"node {agency}'s receipt for entry {seq}: bad signature"))
+                exact.append((seq, f"node {agency}'s receipt for entry {seq}: bad signature"))
                 continue
             if seq > n:
-                problems.append((seq, f"entry {seq} (receipted by node {agency}) was deleted"))
+                exact.append((seq, f"entry {seq} (receipted by node {agency}) was deleted"))
                 continue
             if leaves[seq - 1].hex() != leaf:
-                problems.append((seq, f"entry {seq} differs from node {agency}'s receipt"))
+                exact.append((seq, f"entry {seq} differs from node {agency}'s receipt"))
             size = cp.checkpoint.tree_size
-            if size <= n and merkle.root(leaves[:size]).hex() != cp.checkpoint.root_hash:
-                problems.append(
+            if size <= n and tree.root(size).hex() != cp.checkpoint.root_hash:
+                bounded.append(
                     (
                         min(seq, size),
                         f"the log's first {size} entries differ from the checkpoint node "
@@ -221,6 +221,7 @@ def verify_log(
                     )
                 )
     checked = len(cps)
+    problems = sorted(exact) + sorted(bounded)
     if not problems:
         return Verification(
             True,
@@ -230,8 +231,5 @@ def verify_log(
             None,
             f"{n} entries, {checked} checkpoints and {count} node receipts verified",
         )
-    # a chain or receipt fault names its exact entry; a checkpoint fault only bounds a range, so
-    # exact faults are reported first
-    exact = [p for p in problems if not p[1].startswith(_RANGE_PREFIXES)]
-    first, message = min(exact or problems, key=lambda p: p[0])
+    first, message = min(exact or bounded, key=lambda p: p[0])
     return Verification(False, n, checked, count, first, message, [m for _, m in problems])

@@ -58,32 +58,34 @@ class Transparency:
     def __init__(self, db: Database, hub_key: SigningKey) -> None:
         self._db = db
         self._key = hub_key
-        self._leaves: list[bytes] = []
+        self._tree = merkle.Tree()
         self._lock = threading.Lock()
 
-    def _refresh(self, session: Session) -> list[bytes]:
+    def _refresh(self, session: Session) -> int:
+        """Extend the cached tree with entries appended since; returns its size."""
         with self._lock:
             rows = session.execute(
-                select(AuditRow).where(AuditRow.seq > len(self._leaves)).order_by(AuditRow.seq)
+                select(AuditRow).where(AuditRow.seq > len(self._tree)).order_by(AuditRow.seq)
             ).scalars()
             for row in rows:
-                if row.seq != len(self._leaves) + 1:
+                if row.seq != len(self._tree) + 1:
                     break
-                self._leaves.append(entry_leaf(to_entry(row)))
-            return list(self._leaves)
+                self._tree.append(entry_leaf(to_entry(row)))
+            return len(self._tree)
 
     def publish(self) -> SignedCheckpoint:
         """Sign and store a checkpoint of the log as it is now (or return the one that exists)."""
         with self._db.write() as session:
-            leaves = self._refresh(session)
-            size = len(leaves)
+            size = self._refresh(session)
             row = session.get(CheckpointRow, size)
             if row is None:
+                with self._lock:
+                    root_hash = self._tree.root(size).hex()
                 signed = sign_checkpoint(
                     self._key,
                     Checkpoint(
                         tree_size=size,
-                        root_hash=merkle.root(leaves).hex(),
+                        root_hash=root_hash,
                         issued_at=round(time.time(), 6),
                     ),
                 )
@@ -106,10 +108,11 @@ class Transparency:
 
     def consistency(self, first: int, second: int) -> list[str]:
         with self._db.read() as session:
-            leaves = self._refresh(session)
-        if not 0 <= first <= second <= len(leaves):
-            raise InvalidParameters(f"sizes must satisfy 0 <= {first} <= {second} <= {len(leaves)}")
-        return merkle.hexes(merkle.consistency_proof(first, leaves[:second]))
+            size = self._refresh(session)
+        if not 0 <= first <= second <= size:
+            raise InvalidParameters(f"sizes must satisfy 0 <= {first} <= {second} <= {size}")
+        with self._lock:
+            return merkle.hexes(self._tree.consistency(first, second))
 
     def receipt(self, agency: str, task_id: str, since: int) -> AuditReceipt:
         """The receipt for ``agency``'s answer to ``task_id``: entry, inclusion, checkpoint, and
@@ -126,16 +129,19 @@ class Transparency:
                 .order_by(AuditRow.seq.desc())
                 .limit(1)
             ).scalar_one_or_none()
-            leaves = self._refresh(session)
+            self._refresh(session)
         if row is None:
             raise NotFound(f"no answer to task {task_id} in the audit log")
         size = checkpoint.checkpoint.tree_size
         since = since if 0 <= since <= size else 0
+        with self._lock:
+            inclusion = self._tree.inclusion(row.seq - 1, size)
+            consistency = self._tree.consistency(since, size)
         return AuditReceipt(
             entry=to_entry(row),
             leaf_index=row.seq - 1,
-            inclusion=merkle.hexes(merkle.inclusion_proof(row.seq - 1, leaves[:size])),
+            inclusion=merkle.hexes(inclusion),
             checkpoint=checkpoint,
-            consistency=merkle.hexes(merkle.consistency_proof(since, leaves[:size])),
+            consistency=merkle.hexes(consistency),
             since=since,
         )
