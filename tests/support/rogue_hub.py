@@ -11,8 +11,8 @@ import queue
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 
 from datalab.signing import SigningKey
 from datalab.wire import (
