@@ -2,6 +2,7 @@
 
     datalab approvals request --recipe NAME[@VERSION] --agencies A,B --purpose TEXT [--bounds JSON]
     datalab approvals list
+    datalab approvals show REQUEST_ID [--code]
     datalab approvals approve REQUEST_ID --agency-key DIR [--bounds JSON] [--note TEXT]
     datalab approvals reject REQUEST_ID --reason TEXT
     datalab approvals revoke APPROVAL_ID --agency-key DIR [--reason TEXT]
@@ -36,6 +37,9 @@ def add_approvals_arguments(parser: argparse.ArgumentParser) -> None:
     request.add_argument("--purpose", required=True)
     request.add_argument("--bounds", metavar="JSON")
     sub.add_parser("list", help="the requests you may see")
+    show = sub.add_parser("show", help="review a request: manifest, mock output, code (admin)")
+    show.add_argument("request_id")
+    show.add_argument("--code", action="store_true", help="print the recipe's source too")
     approve = sub.add_parser("approve", help="sign and upload an approval (agency admin)")
     approve.add_argument("request_id")
     approve.add_argument("--agency-key", required=True, metavar="DIR", type=Path)
@@ -86,6 +90,8 @@ def run_approvals_command(args: argparse.Namespace) -> int:
                     f"{r.request_id}  {r.recipe}@{r.version}  by {r.analyst}  [{states}]  "
                     + r.purpose
                 )
+        elif command == "show":
+            _show(lab, args.request_id, args.code)
         elif command == "approve":
             return _approve(lab, args)
         elif command == "reject":
@@ -98,6 +104,26 @@ def run_approvals_command(args: argparse.Namespace) -> int:
             lab.revoke(sign_revocation(agency_key(key_dir), signed.grant, who, args.reason))
             print(f"revoked approval {args.approval_id} ({signed.grant.key})")
     return 0
+
+
+def _show(lab: Lab, request_id: str, code: bool) -> None:
+    material = lab.review(request_id)
+    r = material.request
+    print(f"{r.recipe}@{r.version}  sha256 {r.code_sha256}")
+    print(f"requested by {r.analyst} for: {r.purpose}")
+    print(f"requested bounds: {json.dumps(r.bounds)}")
+    for d in r.decisions:
+        print(f"  {d.agency}: {d.state.value}" + (f" ({d.reason})" if d.reason else ""))
+    print("parameters:")
+    for p in material.manifest.get("params", []):
+        print(f"  {p['name']} ({p['type']}): {p['description']}")
+    print(f"mock output: {material.mock_note}")
+    if material.mock is not None:
+        print("  " + "\t".join(material.mock.columns))
+        for row in material.mock.rows:
+            print("  " + "\t".join(str(v) for v in row))
+    if code:
+        print(material.code)
 
 
 def _key_dir(path: Path) -> Path:

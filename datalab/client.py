@@ -25,6 +25,7 @@ from datalab.wire import (
     AgencyDecision,
     ApprovalRequestIn,
     ApprovalRequestView,
+    ApprovalReview,
     AuditEntry,
     JobRequest,
     JobState,
@@ -313,6 +314,12 @@ class Lab:
     def approval_request(self, request_id: str) -> ApprovalRequestView:
         return ApprovalRequestView.model_validate(
             self._request("GET", f"/approval-requests/{request_id}")
+        )
+
+    def review(self, request_id: str) -> ApprovalReview:
+        """Code, manifest and mock output of a request (agency admins of an involved agency)."""
+        return ApprovalReview.model_validate(
+            self._request("GET", f"/approval-requests/{request_id}/review")
         )
 
     def approve(self, request_id: str, signed: SignedApproval) -> AgencyDecision:

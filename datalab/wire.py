@@ -322,6 +322,17 @@ class Rejection(Wire):
     reason: str
 
 
+class ApprovalReview(Wire):
+    """What an agency admin reviews: the request, the recipe's code and manifest, and its output
+    on mock data of the agency's schema (None, with ``mock_note`` saying why, if there is none)."""
+
+    request: ApprovalRequestView
+    code: str
+    manifest: dict[str, Any]
+    mock: Table | None = None
+    mock_note: str = ""
+
+
 # ---------------------------------------------------------------- audit transparency
 
 

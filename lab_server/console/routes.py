@@ -3,7 +3,6 @@ nodes and users. Every page goes through the permissions table (``Gate``), like 
 
 from __future__ import annotations
 
-import inspect
 import io
 import json
 from collections.abc import Callable
@@ -26,9 +25,9 @@ from datalab.wire import AuditEntry, SignedApproval, SignedRevocation
 from lab_server import users
 from lab_server.audit_filter import AuditFilter
 from lab_server.auth import person_for_token, services_of
-from lab_server.console.mock import mock_output
 from lab_server.db import AuditRow
 from lab_server.permissions import Actor, Resource, decide
+from lab_server.review import review
 from lab_server.services import Services
 from lab_server.transparency import to_entry
 
@@ -162,30 +161,23 @@ async def queue(request: Request) -> Response:
 
 
 @router.get("/queue/{request_id}")
-async def review(request: Request, request_id: str) -> Response:
+async def review_page(request: Request, request_id: str) -> Response:
     flash = request.query_params.get("done")
 
     def build(hub: Services, person: Actor) -> Response:
-        hub.gate.ensure_allowed(person, "approve-recipe", Resource(agency=person.agency))
-        r = hub.approvals.get(person, request_id)
-        decision = next((d for d in r.decisions if d.agency == person.agency), None)
-        if decision is None:
-            hub.gate.ensure_allowed(person, "approve-recipe", Resource(agency=r.agencies[0]))
-            raise BadRequest("this request does not involve your agency")
-        recipe = hub.book.get(r.recipe, r.version)
-        source = inspect.getsource(inspect.getmodule(type(recipe)))  # type: ignore[arg-type]
-        manifest = json.dumps(recipe.manifest.model_dump(mode="json"), indent=2)
-        mock, note = mock_output(hub, recipe, person.agency or "", r.bounds)
+        material = review(hub, person, request_id)
+        r = material.request
+        decision = next(d for d in r.decisions if d.agency == person.agency)
         return _render(
             "request.html",
             person,
             title=f"Review {r.recipe}",
             r=r,
             d=decision,
-            source=source,
-            manifest=manifest,
-            mock=mock,
-            mock_note=note,
+            source=material.code,
+            manifest=json.dumps(material.manifest, indent=2),
+            mock=material.mock,
+            mock_note=material.mock_note,
             flash=flash,
         )
 

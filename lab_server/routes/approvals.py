@@ -11,12 +11,14 @@ from datalab.wire import (
     AgencyKey,
     ApprovalRequestIn,
     ApprovalRequestView,
+    ApprovalReview,
     Rejection,
     SignedApproval,
     SignedRevocation,
 )
 from lab_server.deps import CurrentUser, Hub, SignedNode
 from lab_server.permissions import Resource
+from lab_server.review import review
 
 router = APIRouter(tags=["approvals"])
 
@@ -34,6 +36,12 @@ def list_requests(user: CurrentUser, hub: Hub) -> list[ApprovalRequestView]:
 @router.get("/approval-requests/{request_id}")
 def get_request(request_id: str, user: CurrentUser, hub: Hub) -> ApprovalRequestView:
     return hub.approvals.get(user, request_id)
+
+
+@router.get("/approval-requests/{request_id}/review")
+def review_request(request_id: str, user: CurrentUser, hub: Hub) -> ApprovalReview:
+    """Code, manifest and mock output, for an admin of an agency the request involves."""
+    return review(hub, user, request_id)
 
 
 @router.post("/approval-requests/{request_id}/approvals", status_code=201)

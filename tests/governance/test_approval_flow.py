@@ -47,8 +47,13 @@ def test_request_approve_run_narrow_revoke(governed_lab: LocalLab, capsys) -> No
         with pytest.raises(Forbidden):
             analyst.reject(request.request_id, "no")
 
-        # the admin approves with narrower bounds, signing with the agency key on their side
+        # the admin reviews code, manifest and output on mock data of the agency's schema
         capsys.readouterr()
+        assert _cli(lab, admin, "show", request.request_id, "--code") == 0
+        shown = capsys.readouterr().out
+        assert "made-up rows" in shown and "class KeyGroupsByArea" in shown
+        assert "  district\tn\n" in shown
+        # the admin approves with narrower bounds, signing with the agency key on their side
         narrowed = '{"level": {"choices": ["district"]}}'
         key_dir = str(lab.node_state(AGENCY))
         assert (

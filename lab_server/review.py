@@ -1,4 +1,6 @@
-"""A recipe's output on mock data, for the admin reviewing a request.
+"""What an agency admin reviews before deciding: the recipe's code, its manifest, and its output
+on mock data — the same material for the console's review page and ``GET
+/approval-requests/{id}/review`` (``datalab approvals show``).
 
 The mock dataset has the agency's schema (from the catalogue: names, types, classes, category
 values, area levels) and made-up values — no record of the agency is read or needed. It is run
@@ -8,6 +10,7 @@ would compute and release, before any real row is touched.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import tempfile
 from pathlib import Path
@@ -16,14 +19,35 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from datalab.errors import DatalabError
+from datalab.errors import BadRequest, DatalabError
 from datalab.manifest import AgencyManifest, ColumnSpec, DatasetSpec
-from datalab.wire import CatalogueDataset, Table
+from datalab.wire import ApprovalReview, CatalogueDataset, Table
 from lab_server.catalogue import load_catalogue
+from lab_server.permissions import Actor, Resource
 from lab_server.services import Services
 from recipes.contract import Recipe
 
 MOCK_ROWS = 400
+#: result rows of the mock run shown to the admin.
+MOCK_SHOWN = 20
+
+
+def review(hub: Services, actor: Actor, request_id: str) -> ApprovalReview:
+    """The review material for ``actor``'s agency (agency admins of an involved agency only)."""
+    hub.gate.ensure_allowed(actor, "approve-recipe", Resource(agency=actor.agency))
+    request = hub.approvals.get(actor, request_id)
+    if actor.agency not in request.agencies:
+        hub.gate.ensure_allowed(actor, "approve-recipe", Resource(agency=request.agencies[0]))
+        raise BadRequest("this request does not involve your agency")
+    recipe = hub.book.get(request.recipe, request.version)
+    mock, note = mock_output(hub, recipe, actor.agency or "", request.bounds)
+    return ApprovalReview(
+        request=request,
+        code=inspect.getsource(inspect.getmodule(type(recipe))),  # type: ignore[arg-type]
+        manifest=recipe.manifest.model_dump(mode="json"),
+        mock=mock,
+        mock_note=note,
+    )
 
 
 def _column(col: ColumnSpec, rng: np.random.Generator, n: int) -> Any:
@@ -74,8 +98,8 @@ def _params(recipe: Recipe, bounds: dict[str, Any], agency: str, catalogue: list
 
 def mock_output(
     hub: Services, recipe: Recipe, agency: str, bounds: dict[str, Any]
-) -> tuple[dict[str, Any] | None, str]:
-    """({"table", "note"}, "") or (None, why there is none)."""
+) -> tuple[Table | None, str]:
+    """(the first result rows, what they are) or (None, why there are none)."""
     from node_agent.connector import DuckDBConnector  # the node's own compiler, same SQL
 
     with hub.db.read() as session:
@@ -107,9 +131,9 @@ def mock_output(
             return None, f"no mock output: {type(exc).__name__}"
         finally:
             connector.close()
-    shown = Table(columns=table.columns, rows=table.rows[:20])
+    shown = Table(columns=table.columns, rows=table.rows[:MOCK_SHOWN])
     note = (
         f"{recipe.key} with {params} on {MOCK_ROWS} made-up rows of {dataset.name}'s schema "
         f"(first {len(shown.rows)} of {len(table.rows)} result rows; not your data)"
     )
-    return {"table": shown, "note": note}, ""
+    return shown, note
