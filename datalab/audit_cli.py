@@ -12,6 +12,7 @@ against the hub's entries. It prints the first bad entry and exits 1 when anythi
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -104,14 +105,16 @@ def _verify(lab: Lab, states: list[Path]) -> int:
 
 def _export(lab: Lab, args: argparse.Namespace) -> int:
     filters = {k: getattr(args, k) for k in FILTERS if getattr(args, k) is not None}
-    frame = lab.audit(**filters)
     out = Path(args.out)
-    if out.suffix == ".csv":
-        frame.to_csv(out, index=False)
-    elif out.suffix == ".parquet":
-        frame.assign(data=frame["data"].map(str)).to_parquet(out, index=False)
-    else:
+    if out.suffix not in (".csv", ".parquet"):
         print("datalab audit: --out must end in .csv or .parquet", file=sys.stderr)
         return 2
+    frame = lab.audit(**filters)
+    # each entry's data as its JSON text: one column type, readable back with json.loads
+    frame["data"] = [json.dumps(d, sort_keys=True, ensure_ascii=False) for d in frame["data"]]
+    if out.suffix == ".csv":
+        frame.to_csv(out, index=False)
+    else:
+        frame.to_parquet(out, index=False)
     print(f"wrote {len(frame)} entries to {out}")
     return 0
