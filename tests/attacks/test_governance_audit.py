@@ -67,8 +67,8 @@ def _verify(lab: LocalLab, capsys: pytest.CaptureFixture[str]) -> tuple[int, str
             "verify",
             "--hub",
             lab.url,
-            "--token",
-            lab.tokens[AUDITOR],
+            # "=": a token may begin with "-", which argparse would take for an option
+            f"--token={lab.tokens[AUDITOR]}",
             "--node-state",
             str(lab.node_state(AGENCY)),
         ]

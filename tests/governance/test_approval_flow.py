@@ -20,7 +20,7 @@ AGENCY = "civil_affairs"
 
 
 def _cli(lab: LocalLab, person: str, *args: str) -> int:
-    return main(["approvals", "--hub", lab.url, "--token", lab.tokens[person], *args])
+    return main(["approvals", "--hub", lab.url, f"--token={lab.tokens[person]}", *args])
 
 
 def _node_events(lab: LocalLab, agency: str) -> list[dict]:

@@ -17,7 +17,7 @@ from datalab.local_lab import ANALYST, AUDITOR, LocalLab
 def test_export_filters_to_csv_and_parquet(governed_lab: LocalLab, tmp_path: Path) -> None:
     with Lab(governed_lab.url, governed_lab.tokens[ANALYST]) as analyst, pytest.raises(JobRefused):
         analyst.run("key_groups", group="elderly", level="district")  # never approved here
-    base = ["audit", "export", "--hub", governed_lab.url, "--token", governed_lab.tokens[AUDITOR]]
+    base = ["audit", "export", "--hub", governed_lab.url, f"--token={governed_lab.tokens[AUDITOR]}"]
     csv_path, parquet_path = tmp_path / "refused.csv", tmp_path / "all.parquet"
     assert main([*base, "--out", str(csv_path), "--outcome", "refused"]) == 0
     refused = pd.read_csv(csv_path)
@@ -71,9 +71,9 @@ def test_bad_input_is_one_clear_line(
     token = governed_lab.tokens[AUDITOR if argv[0] == "audit" else ANALYST]
     command, rest = argv[0], argv[1:]
     code = (
-        main([command, "--hub", governed_lab.url, "--token", token, *rest])
+        main([command, "--hub", governed_lab.url, f"--token={token}", *rest])
         if command == ("approvals")
-        else main([command, rest[0], "--hub", governed_lab.url, "--token", token, *rest[1:]])
+        else main([command, rest[0], "--hub", governed_lab.url, f"--token={token}", *rest[1:]])
     )
     captured = capsys.readouterr()
     assert code in (status, 2) and words in captured.err + captured.out
