@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, String, Text, UniqueConstraint, select
@@ -348,7 +349,8 @@ class ApprovalService:
             raise BadRequest(f"request {row.id} does not involve agency {agency}")
         return decision
 
-    def _verify(self, session: Session, check: Any, agency: str) -> None:
+    def _verify(self, session: Session, check: Callable[[str], object], agency: str) -> None:
+        """Run ``check`` with the agency key the node reported; 409 without one, 400 if bad."""
         key = session.get(AgencyKeyRow, agency)
         if key is None:
             raise Conflict(
