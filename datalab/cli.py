@@ -58,6 +58,18 @@ COMMANDS: dict[str, Command] = {
         "run_privacy_command",
         "list disclosure rules and budgets; agency admins set their agency's rules and caps",
     ),
+    "approvals": Command(
+        "datalab.approvals_cli",
+        "add_approvals_arguments",
+        "run_approvals_command",
+        "request recipe approvals (analyst); sign and upload approvals or revocations (admin)",
+    ),
+    "audit": Command(
+        "datalab.audit_cli",
+        "add_audit_arguments",
+        "run_audit_command",
+        "verify the audit log (chain, Merkle tree, checkpoints, node receipts); export it",
+    ),
     "bench": Command(
         "datalab.bench_cli",
         "add_bench_arguments",

@@ -22,6 +22,10 @@ import pandas as pd
 from datalab.errors import DatalabError, JobFailed, JobRefused, error_from_body
 from datalab.wire import (
     AgencyCatalogue,
+    AgencyDecision,
+    ApprovalRequestIn,
+    ApprovalRequestView,
+    ApprovalReview,
     AuditEntry,
     BudgetCapUpdate,
     BudgetView,
@@ -32,6 +36,9 @@ from datalab.wire import (
     RecipeInfo,
     RuleUpdate,
     RuleView,
+    SignedApproval,
+    SignedCheckpoint,
+    SignedRevocation,
     Table,
 )
 
@@ -287,25 +294,100 @@ class Lab:
 
     # ------------------------------------------------------------------ auditing
 
-    def audit(self, *, after: int = 0, page: int = 5000) -> pd.DataFrame:
-        """The hub's audit log from entry ``after`` on, every page of it (auditors only)."""
-        entries: list[AuditEntry] = []
-        while True:
-            batch = [
-                AuditEntry.model_validate(e)
-                for e in self._request("GET", "/audit", params={"after": after, "limit": page})
-            ]
-            entries.extend(batch)
-            if len(batch) < page:
-                break
-            after = batch[-1].seq
+    def audit(self, *, after: int = 0, page: int = 5000, **filters: Any) -> pd.DataFrame:
+        """The hub's audit log from entry ``after`` on, every page of it (auditors only).
+
+        Filters (any of ``analyst``, ``agency``, ``recipe``, ``outcome``, ``since``, ``until``)
+        are applied by the hub; see ``lab_server.audit_filter``."""
+        entries = self.audit_entries(after=after, page=page, **filters)
         return pd.DataFrame.from_records(
             [e.model_dump() for e in entries],
             columns=list(AuditEntry.model_fields),
         )
 
+    def audit_entries(
+        self, *, after: int = 0, page: int = 5000, **filters: Any
+    ) -> list[AuditEntry]:
+        entries: list[AuditEntry] = []
+        while True:
+            params = {"after": after, "limit": page, **filters}
+            batch = [
+                AuditEntry.model_validate(e) for e in self._request("GET", "/audit", params=params)
+            ]
+            entries.extend(batch)
+            if len(batch) < page:
+                return entries
+            after = batch[-1].seq
+
+    def audit_checkpoints(self) -> list[SignedCheckpoint]:
+        return [
+            SignedCheckpoint.model_validate(c) for c in self._request("GET", "/audit/checkpoints")
+        ]
+
+    def hub_public_key(self) -> str:
+        return str(self._request("GET", "/hub")["public_key"])
+
     def verify_audit(self) -> dict[str, Any]:
         return self._request("GET", "/audit/verify")
+
+    # ------------------------------------------------------------------ approvals
+
+    def request_approval(
+        self,
+        recipe: str,
+        *,
+        agencies: list[str],
+        purpose: str,
+        bounds: dict[str, dict[str, Any]] | None = None,
+        version: str | None = None,
+    ) -> ApprovalRequestView:
+        """Ask the agencies' admins to approve ``recipe`` within ``bounds`` for ``purpose``."""
+        body = ApprovalRequestIn(
+            recipe=recipe, version=version, agencies=agencies, bounds=bounds or {}, purpose=purpose
+        )
+        return ApprovalRequestView.model_validate(
+            self._request("POST", "/approval-requests", json=body.model_dump(mode="json"))
+        )
+
+    def approval_requests(self) -> list[ApprovalRequestView]:
+        return [
+            ApprovalRequestView.model_validate(r)
+            for r in self._request("GET", "/approval-requests")
+        ]
+
+    def approval_request(self, request_id: str) -> ApprovalRequestView:
+        return ApprovalRequestView.model_validate(
+            self._request("GET", f"/approval-requests/{request_id}")
+        )
+
+    def review(self, request_id: str) -> ApprovalReview:
+        """Code, manifest and mock output of a request (agency admins of an involved agency)."""
+        return ApprovalReview.model_validate(
+            self._request("GET", f"/approval-requests/{request_id}/review")
+        )
+
+    def approve(self, request_id: str, signed: SignedApproval) -> AgencyDecision:
+        """Upload a grant signed with the agency key (see ``datalab approvals approve``)."""
+        return AgencyDecision.model_validate(
+            self._request(
+                "POST",
+                f"/approval-requests/{request_id}/approvals",
+                json=signed.model_dump(mode="json"),
+            )
+        )
+
+    def reject(self, request_id: str, reason: str) -> AgencyDecision:
+        return AgencyDecision.model_validate(
+            self._request(
+                "POST", f"/approval-requests/{request_id}/rejections", json={"reason": reason}
+            )
+        )
+
+    def revoke(self, signed: SignedRevocation) -> None:
+        self._request("POST", "/revocations", json=signed.model_dump(mode="json"))
+
+    def grant(self, approval_id: str) -> SignedApproval:
+        return SignedApproval.model_validate(self._request("GET", f"/approvals/{approval_id}"))
 
 
 def table_to_frame(table: Table) -> pd.DataFrame:

@@ -92,6 +92,7 @@ class LocalLab:
                 self.approve_all(agency)
         self._say(progress, f"starting {len(agencies)} node agents")
         for agency in agencies:
+            self.ensure_agency_key(agency)
             self.start_node(agency)
         self.wait_nodes_online(agencies)
         return self
@@ -178,6 +179,13 @@ class LocalLab:
             if name not in self.tokens:
                 self.tokens[name] = create_user(settings, name, role, agency)
 
+    def ensure_agency_key(self, agency: str) -> str:
+        """The agency admin's signing key (kept, in the lab, beside the node's state); its public
+        half is what the node pins to verify approvals. Returns the public key."""
+        from datalab.grants import agency_key
+
+        return agency_key(self.node_state(agency)).public_key
+
     def approve_all(self, agency: str) -> list[str]:
         """Approve, as the agency's admin, every recipe whose dataset kinds this agency holds."""
         from node_agent.approvals import ApprovalStore
@@ -185,7 +193,7 @@ class LocalLab:
 
         manifest = AgencyManifest.load(self.city_dir / agency)
         kinds = {d.kind for d in manifest.datasets}
-        store = ApprovalStore(self.node_state(agency))
+        store = ApprovalStore(self.node_state(agency), agency)  # signs with the agency key
         approved = []
         for recipe in default_registry().all():
             if kinds & {role.kind for role in recipe.manifest.datasets}:

@@ -258,3 +258,147 @@ class BudgetCapUpdate(Wire):
     #: one analyst, or ``*`` for every analyst without their own cap.
     analyst: str = "*"
     epsilon: float = Field(ge=0, le=1000, allow_inf_nan=False)
+# ---------------------------------------------------------------- approvals (agency-signed)
+
+
+class ApprovalGrant(Wire):
+    """An agency's decision to let one recipe version run on its data, within bounds.
+
+    Signed with the agency's own key (not the node's, not the hub's): the node refuses any task
+    whose recipe@version, code hash and parameters are not covered by a grant that verifies.
+    """
+
+    approval_id: str
+    agency: str
+    recipe: str
+    version: str
+    code_sha256: str
+    #: per parameter: {"minimum": x, "maximum": y, "choices": [...]} (any subset).
+    bounds: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    issued_at: float
+    approved_by: str
+    #: the hub's approval request this answers (None for a local approval).
+    request_id: str | None = None
+    note: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.recipe}@{self.version}"
+
+
+class SignedApproval(Wire):
+    grant: ApprovalGrant
+    signature: str
+
+
+class Revocation(Wire):
+    """An agency withdrawing one grant (by its id); signed with the agency key like the grant."""
+
+    approval_id: str
+    agency: str
+    recipe: str
+    version: str
+    revoked_at: float
+    revoked_by: str
+    reason: str = ""
+
+
+class SignedRevocation(Wire):
+    revocation: Revocation
+    signature: str
+
+
+class AgencyApprovals(Wire):
+    """What a node pulls from the hub: every signed grant and revocation for its agency."""
+
+    approvals: list[SignedApproval] = Field(default_factory=list)
+    revocations: list[SignedRevocation] = Field(default_factory=list)
+
+
+class AgencyKey(Wire):
+    """A node telling the hub which agency key signs its approvals (the hub checks uploads)."""
+
+    public_key: str
+
+
+class ApprovalRequestIn(Wire):
+    """An analyst asking to use a recipe on named agencies' data, within bounds, for a purpose."""
+
+    recipe: str
+    version: str | None = None
+    agencies: list[str]
+    bounds: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    purpose: str
+
+
+class DecisionState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    REVOKED = "revoked"
+
+
+class AgencyDecision(Wire):
+    agency: str
+    state: DecisionState
+    by: str | None = None
+    at: float | None = None
+    reason: str | None = None
+    bounds: dict[str, dict[str, Any]] | None = None
+    approval_id: str | None = None
+
+
+class ApprovalRequestView(Wire):
+    request_id: str
+    analyst: str
+    recipe: str
+    version: str
+    code_sha256: str
+    agencies: list[str]
+    bounds: dict[str, dict[str, Any]]
+    purpose: str
+    created_at: float
+    decisions: list[AgencyDecision]
+
+
+class Rejection(Wire):
+    reason: str
+
+
+class ApprovalReview(Wire):
+    """What an agency admin reviews: the request, the recipe's code and manifest, and its output
+    on mock data of the agency's schema (None, with ``mock_note`` saying why, if there is none)."""
+
+    request: ApprovalRequestView
+    code: str
+    manifest: dict[str, Any]
+    mock: Table | None = None
+    mock_note: str = ""
+
+
+# ---------------------------------------------------------------- audit transparency
+
+
+class Checkpoint(Wire):
+    """The hub's signed statement of its audit log: tree size and Merkle root (RFC 9162)."""
+
+    tree_size: int
+    root_hash: str
+    issued_at: float
+
+
+class SignedCheckpoint(Wire):
+    checkpoint: Checkpoint
+    signature: str
+
+
+class AuditReceipt(Wire):
+    """What a node gets back for a posted partial: its log entry, proof and checkpoints."""
+
+    entry: AuditEntry
+    leaf_index: int
+    inclusion: list[str]
+    checkpoint: SignedCheckpoint
+    #: proof that ``checkpoint`` extends the tree size the node said it last saw ([] if none).
+    consistency: list[str] = Field(default_factory=list)
+    since: int = 0

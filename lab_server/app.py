@@ -7,9 +7,20 @@ from fastapi import FastAPI
 from datalab import __version__
 from lab_server import error_handlers
 from lab_server.body_limit import BodyLimit
+from lab_server.console import routes as console
 from lab_server.jobs import Protector
 from lab_server.lifespan import lifespan
-from lab_server.routes import audit, catalogue, health, jobs, nodes, privacy, recipes, users
+from lab_server.routes import (
+    approvals,
+    audit,
+    catalogue,
+    health,
+    jobs,
+    nodes,
+    privacy,
+    recipes,
+    users,
+)
 from lab_server.services import build_services
 from lab_server.settings import HubSettings
 from recipes.registry import RecipeRegistry
@@ -32,7 +43,8 @@ def create_app(
     )
     app.state.services = services
     error_handlers.install(app)
-    for module in (health, nodes, catalogue, recipes, jobs, audit, users, privacy):
+    for module in (health, nodes, catalogue, recipes, jobs, audit, users, privacy, approvals):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(console.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -12,7 +12,6 @@ sha256 of its table, which the analyst's copy can be checked against.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session, SessionTransaction
 
 from datalab.canonical import canonical_bytes
+from datalab.transparency import chain_hash
 from lab_server.db import AuditRow
 
 GENESIS_HASH = "0" * 64
@@ -207,14 +207,61 @@ class DisclosureSettingSet(AuditEvent):
     value: Any
 
 
-def entry_hash(
-    prev_hash: str, seq: int, ts: float, event: str, actor: str, data: dict[str, Any]
-) -> str:
-    """sha256(prev_hash + canonical JSON of the entry without its hash)."""
-    body = canonical_bytes(
-        {"seq": seq, "ts": ts, "event": event, "actor": actor, "data": data, "prev_hash": prev_hash}
-    )
-    return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRequested(AuditEvent):
+    name: ClassVar[str] = "approval_requested"
+    request_id: str
+    recipe: str
+    version: str
+    code_sha256: str
+    agencies: list[str]
+    bounds: dict[str, Any]
+    purpose: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalGranted(AuditEvent):
+    """An agency-signed grant the hub accepted and relays (its signature is kept)."""
+
+    name: ClassVar[str] = "approval_granted"
+    request_id: str
+    approval_id: str
+    agency: str
+    recipe: str
+    version: str
+    code_sha256: str
+    bounds: dict[str, Any]
+    signature: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRejected(AuditEvent):
+    name: ClassVar[str] = "approval_rejected"
+    request_id: str
+    agency: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApprovalRevoked(AuditEvent):
+    name: ClassVar[str] = "approval_revoked"
+    approval_id: str
+    agency: str
+    recipe: str
+    version: str
+    reason: str
+    signature: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgencyKeyRegistered(AuditEvent):
+    name: ClassVar[str] = "agency_key_registered"
+    agency: str
+    public_key: str
+
+
+#: the chain hash, defined once (``datalab.transparency``) so auditors' tools recompute it exactly.
+entry_hash = chain_hash
 
 
 def record(session: Session, event: AuditEvent) -> AuditRow:

@@ -42,7 +42,12 @@ def current_person(request: Request) -> Actor:
     token = bearer_token(request)
     if token is None:
         raise Unauthorized("sign in: send 'Authorization: Bearer <token>'")
-    services = services_of(request)
+    return person_for_token(services_of(request), token)
+
+
+def person_for_token(services: Services, token: str) -> Actor:
+    """The person holding ``token`` (cached briefly); 401 for an unknown token. Shared by the
+    API's bearer header and the console's sign-in cookie."""
     cache: dict[str, tuple[float, Actor]] = services.token_cache
     digest = users.hash_token(token)
     hit = cache.get(digest)

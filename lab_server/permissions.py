@@ -98,6 +98,15 @@ ACTIONS: dict[str, Action] = {
         _action("manage-users", "create people and their tokens", R.OPERATOR),
         _action("manage-nodes", "remove a node so it can re-enrol", R.OPERATOR),
         _action("list-nodes", "see nodes, their versions and last contact", R.OPERATOR, R.AUDITOR),
+        _action("request-approval", "ask agencies to approve a recipe for a purpose", R.ANALYST),
+        _action(
+            "read-own-request",
+            "read one's own approval requests",
+            R.ANALYST,
+            scope="own",
+            implied_by="read-any-request",
+        ),
+        _action("read-any-request", "read every approval request", R.AUDITOR),
         _action(
             "read-privacy",
             "read the disclosure rules and one's own privacy budget",
@@ -114,7 +123,7 @@ ACTIONS: dict[str, Action] = {
         ),
         _action(
             "approve-recipe",
-            "approve a recipe for one's own agency's data",
+            "approve, narrow, reject or revoke a recipe for one's own agency's data",
             R.AGENCY_ADMIN,
             scope="agency",
         ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from datalab.signing import SigningKey, load_or_create_key
+from lab_server.approvals import ApprovalService
 from lab_server.db import Database
 from lab_server.jobs import JobService, Protector
 from lab_server.nodes import NodeService
@@ -17,6 +18,7 @@ from lab_server.permissions import Actor, Gate
 from lab_server.privacy import PrivacyService
 from lab_server.recipe_book import RecipeBook
 from lab_server.settings import HubSettings
+from lab_server.transparency import Transparency
 from recipes.registry import RecipeRegistry, default_registry
 
 
@@ -31,6 +33,8 @@ class Services:
     nodes: NodeService
     jobs: JobService
     privacy: PrivacyService
+    approvals: ApprovalService
+    transparency: Transparency
     #: sha256(token) → (when looked up, person): see ``auth.current_person``.
     token_cache: dict[str, tuple[float, Actor]] = field(default_factory=dict)
 
@@ -59,4 +63,8 @@ def build_services(
     jobs = JobService(settings, db, book, hub_key, notifier, gate, protect)
     jobs.requeue_unanswered()
     privacy = PrivacyService(db, book, gate)
-    return Services(settings, db, hub_key, book, notifier, gate, nodes, jobs, privacy)
+    approvals = ApprovalService(db, book, gate)
+    transparency = Transparency(db, hub_key)
+    return Services(
+        settings, db, hub_key, book, notifier, gate, nodes, jobs, privacy, approvals, transparency
+    )

@@ -23,6 +23,9 @@ from datalab import __version__
 from datalab.errors import Conflict, DatalabError, Forbidden, Unauthorized, error_from_body
 from datalab.signing import SigningKey, load_or_create_key, sign_request
 from datalab.wire import (
+    AgencyApprovals,
+    AgencyKey,
+    AuditReceipt,
     CatalogueDataset,
     HubInfo,
     NodeRegistration,
@@ -35,6 +38,7 @@ from node_agent.approvals import ApprovalStore
 from node_agent.connector import Connector, DuckDBConnector
 from node_agent.executor import Executor
 from node_agent.log import LocalLog
+from node_agent.receipts import ReceiptKeeper
 from node_agent.replay import NonceStore
 from node_agent.settings import NodeSettings
 from node_agent.trust import HubKeyMismatch, check_offered, pin_first_use, trusted_key
@@ -123,11 +127,41 @@ async def poll_tasks(
 
 
 async def post_partial(
-    client: httpx.AsyncClient, settings: NodeSettings, key: SigningKey, partial: SignedPartial
-) -> None:
-    """POST /nodes/{agency}/partials: one signed partial (the hub accepts it idempotently)."""
+    client: httpx.AsyncClient,
+    settings: NodeSettings,
+    key: SigningKey,
+    partial: SignedPartial,
+    since: int = 0,
+) -> AuditReceipt | None:
+    """POST /nodes/{agency}/partials: one signed partial (the hub accepts it idempotently).
+
+    Returns the hub's audit receipt for it (consistency proven from tree size ``since``)."""
     url = f"{settings.hub_url}{API}/nodes/{settings.agency}/partials"
     body = partial.model_dump_json().encode()
+    headers = _signed_headers(key, settings.agency, "POST", url, body)
+    headers["Content-Type"] = "application/json"
+    answer = _check(await client.post(url, content=body, headers=headers, params={"since": since}))
+    receipt = answer.get("receipt") if isinstance(answer, dict) else None
+    return AuditReceipt.model_validate(receipt) if receipt else None
+
+
+async def fetch_approvals(
+    client: httpx.AsyncClient, settings: NodeSettings, key: SigningKey
+) -> AgencyApprovals:
+    """GET /nodes/{agency}/approvals: the agency-signed grants and revocations the hub relays.
+
+    The node trusts none of it until each item verifies against its pinned agency key."""
+    url = f"{settings.hub_url}{API}/nodes/{settings.agency}/approvals"
+    response = await client.get(url, headers=_signed_headers(key, settings.agency, "GET", url, b""))
+    return AgencyApprovals.model_validate(_check(response))
+
+
+async def post_agency_key(
+    client: httpx.AsyncClient, settings: NodeSettings, key: SigningKey, agency_key: str
+) -> None:
+    """POST /nodes/{agency}/agency-key: which key signs this agency's approvals (public)."""
+    url = f"{settings.hub_url}{API}/nodes/{settings.agency}/agency-key"
+    body = AgencyKey(public_key=agency_key).model_dump_json().encode()
     headers = _signed_headers(key, settings.agency, "POST", url, body)
     headers["Content-Type"] = "application/json"
     _check(await client.post(url, content=body, headers=headers))
@@ -160,11 +194,13 @@ class NodeAgent:
         self.log = LocalLog(settings.log_path, self.key)
         self.approvals = ApprovalStore(settings.state, settings.agency)
         self.nonces = NonceStore(settings.nonces_path)
+        self.receipts = ReceiptKeeper(settings.state, self.log, lambda: trusted_key(settings))
         self._transport = transport
         self._stop = asyncio.Event()
         self._executor: Executor | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrent_tasks)
+        self._post_lock = asyncio.Lock()
 
     def stop(self) -> None:
         """Ask the loop to finish: no new polls; running tasks complete and post."""
@@ -209,6 +245,10 @@ class NodeAgent:
                 if stopped:
                     return
                 delay = BACKOFF_START_S
+                if tasks:
+                    # before any task runs: take the latest grants and revocations, so a
+                    # revocation made a moment ago stops this very task
+                    await self._sync_approvals(client)
                 for signed in tasks:
                     job = asyncio.create_task(self._handle(client, signed))
                     self._running.add(job)
@@ -250,6 +290,13 @@ class NodeAgent:
             hub_public_key=pinned,
         )
         self.nonces.purge()
+        agency_public = self.approvals.public_key()
+        if agency_public is not None:
+            try:
+                await post_agency_key(client, self.settings, self.key, agency_public)
+            except DatalabError as exc:
+                logger.warning("the hub did not take the agency key: %s", _describe(exc))
+        await self._sync_approvals(client)
         self.log.append(
             "registered",
             {
@@ -267,6 +314,21 @@ class NodeAgent:
             len(datasets),
         )
 
+    async def _sync_approvals(self, client: httpx.AsyncClient) -> None:
+        """Store the relayed grants that verify; log (and remember) the ones refused."""
+        try:
+            bundle = await fetch_approvals(client, self.settings, self.key)
+        except DatalabError as exc:
+            logger.warning("could not fetch approvals from the hub: %s", _describe(exc))
+            return
+        changes, refusals = await asyncio.to_thread(self.approvals.sync, bundle)
+        for change in changes:
+            self.log.append("approval_synced", {"change": change})
+            logger.info("approvals: %s", change)
+        for reason in refusals:
+            self.log.append("approval_refused", {"reason": reason})
+            logger.warning("approval relayed by the hub refused: %s", reason)
+
     async def _handle(self, client: httpx.AsyncClient, signed: SignedTask) -> None:
         """Run one task in a worker thread (the engine releases the GIL) and post its answer."""
         assert self._executor is not None
@@ -283,7 +345,12 @@ class NodeAgent:
         delay = BACKOFF_START_S
         while True:
             try:
-                await post_partial(client, self.settings, self.key, partial)
+                # one post at a time, so each receipt's consistency proof starts from the
+                # checkpoint the previous one left
+                async with self._post_lock:
+                    since = self.receipts.last_size()
+                    receipt = await post_partial(client, self.settings, self.key, partial, since)
+                    self.receipts.take(receipt, partial)
                 return
             except (Forbidden, Conflict, Unauthorized) as exc:
                 logger.warning("hub refused the partial of task %s: %s", signed.task.task_id, exc)

@@ -1,11 +1,17 @@
-"""The agency's local approvals: which recipe versions, at which code hash and within which
-parameter bounds, this node will run.
+"""The agency's approvals on its node: signed grants (and revocations) this node will honour.
 
-The store is a small JSON file in the node's state folder, written by the agency admin through
-``datalab node approve`` and read by the running agent before every task (so an approval or a
-revocation takes effect without a restart). Writes go to a temporary file that replaces the old
-one, so a reader never sees half a file. The hub cannot write here: an approval is the agency's
-own decision, kept on the agency's side.
+A grant says which recipe version, at which code hash and within which parameter bounds, the
+agency lets run on its data. It is signed with the **agency key** (``agency_key.pem``, the
+admin's, apart from the node key); the node trusts the public half pinned in
+``agency_key.pub``. Grants arrive two ways: the admin signs one locally (``datalab node
+approve``), or the admin approves a request at the hub and the signed grant is relayed to the
+node's poll. Either way the node stores a grant only after verifying its signature, and verifies
+it again before every task — so a hub that forges, alters or replays a grant (for another
+agency, another version, or after a revocation) is refused, and so is an edited approvals file.
+
+The store is a small JSON file in the node's state folder, read before every task (an approval
+or revocation takes effect without a restart). Writes go to a temporary file that replaces the
+old one, so a reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ import json
 import os
 import tempfile
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,30 +27,24 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from datalab.errors import BadRequest, TaskRefused
-from datalab.wire import Task
+from datalab.grants import (
+    GrantRefused,
+    agency_key,
+    new_grant,
+    pinned_agency_key,
+    sign_grant,
+    sign_revocation,
+    validate_bounds,
+    verify_grant,
+    verify_revocation,
+)
+from datalab.wire import AgencyApprovals, ApprovalGrant, SignedApproval, SignedRevocation, Task
 from recipes.contract import check_bounds
+
+__all__ = ["APPROVALS_FILE", "ApprovalStore", "GrantRefused", "validate_bounds"]
 
 #: The file, in the node's state folder, that holds the approvals.
 APPROVALS_FILE = "approvals.json"
-
-_BOUND_KEYS = {"minimum", "maximum", "choices"}
-
-
-class Approval(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    recipe: str
-    version: str
-    code_sha256: str
-    #: per parameter: {"minimum": x, "maximum": y, "choices": [...]} (any subset).
-    bounds: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    approved_by: str
-    approved_at: float
-    note: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.recipe}@{self.version}"
 
 
 class _ApprovalFile(BaseModel):
@@ -53,28 +52,10 @@ class _ApprovalFile(BaseModel):
 
     #: the agency these approvals belong to (None until a store that knows it writes the file).
     agency: str | None = None
-    approvals: dict[str, Approval] = Field(default_factory=dict)
-
-
-def validate_bounds(bounds: Any) -> dict[str, dict[str, Any]]:
-    """Bounds as given by an admin, checked for shape; BadRequest naming what is wrong."""
-    if not isinstance(bounds, Mapping):
-        raise BadRequest('bounds must be a JSON object like {"level": {"choices": ["street"]}}')
-    out: dict[str, dict[str, Any]] = {}
-    for name, bound in bounds.items():
-        if not isinstance(bound, Mapping) or not bound or set(bound) - _BOUND_KEYS:
-            raise BadRequest(
-                f"bounds for {name!r} must be an object with minimum, maximum and/or choices"
-            )
-        for edge in ("minimum", "maximum"):
-            if edge in bound and (
-                isinstance(bound[edge], bool) or not isinstance(bound[edge], int | float)
-            ):
-                raise BadRequest(f"bounds for {name!r}: {edge} must be a number")
-        if "choices" in bound and not isinstance(bound["choices"], list):
-            raise BadRequest(f"bounds for {name!r}: choices must be a list")
-        out[str(name)] = dict(bound)
-    return out
+    #: the current grant per recipe@version.
+    approvals: dict[str, SignedApproval] = Field(default_factory=dict)
+    #: every revocation seen, by approval id: a revoked grant is never accepted again.
+    revocations: dict[str, SignedRevocation] = Field(default_factory=dict)
 
 
 class ApprovalStore:
@@ -85,12 +66,16 @@ class ApprovalStore:
     """
 
     def __init__(self, state_dir: Path, agency: str | None = None) -> None:
-        self.path = Path(state_dir) / APPROVALS_FILE
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / APPROVALS_FILE
         self.agency = agency
         self._lock = threading.Lock()
+        #: recipe@version → why the last grant the hub delivered for it was refused.
+        self.refused: dict[str, str] = {}
 
-    def _agency_name(self) -> str:
-        return self.agency or self._load().agency or "this agency"
+    def public_key(self) -> str | None:
+        """The pinned agency key grants must verify against."""
+        return pinned_agency_key(self.state_dir)
 
     # -- reading
 
@@ -104,13 +89,17 @@ class ApprovalStore:
             raise ValueError(f"{self.path} holds approvals of agency {data.agency!r}")
         return data
 
-    def list(self) -> list[Approval]:
-        return sorted(self._load().approvals.values(), key=lambda a: a.key)
+    def signed(self) -> list[SignedApproval]:
+        return sorted(self._load().approvals.values(), key=lambda s: s.grant.key)
 
-    def get(self, recipe: str, version: str) -> Approval | None:
-        return self._load().approvals.get(f"{recipe}@{version}")
+    def list(self) -> list[ApprovalGrant]:
+        return [s.grant for s in self.signed()]
 
-    # -- writing (the admin's commands)
+    def get(self, recipe: str, version: str) -> ApprovalGrant | None:
+        signed = self._load().approvals.get(f"{recipe}@{version}")
+        return signed.grant if signed else None
+
+    # -- writing: the admin signs locally with the agency key
 
     def approve(
         self,
@@ -120,34 +109,100 @@ class ApprovalStore:
         bounds: Mapping[str, Any] | None = None,
         approved_by: str = "",
         note: str = "",
-    ) -> Approval:
-        """Approve ``recipe@version`` at ``code_sha256``, replacing an earlier approval of it."""
-        if len(code_sha256) != 64 or any(c not in "0123456789abcdef" for c in code_sha256):
-            raise BadRequest("code_sha256 must be 64 lower-case hex characters")
-        approval = Approval(
+    ) -> ApprovalGrant:
+        """Sign (with the agency key in the state folder) and store a grant of ``recipe@version``
+        at ``code_sha256``, replacing an earlier grant of it."""
+        agency = self.agency or self._load().agency
+        if not agency:
+            raise BadRequest("say which agency these approvals are for (--agency)")
+        grant = new_grant(
+            agency=agency,
             recipe=recipe,
             version=version,
             code_sha256=code_sha256,
-            bounds=validate_bounds(bounds or {}),
-            approved_by=approved_by or "unknown",
-            approved_at=time.time(),
+            bounds=bounds,
+            approved_by=approved_by,
             note=note,
         )
-        with self._lock:
-            data = self._load()
-            data.agency = data.agency or self.agency
-            data.approvals[approval.key] = approval
-            self._write(data)
-        return approval
+        return self.accept(sign_grant(agency_key(self.state_dir), grant))
 
-    def revoke(self, recipe: str, version: str) -> bool:
-        """Withdraw the approval of ``recipe@version``; False when there was none."""
+    def revoke(self, recipe: str, version: str, revoked_by: str = "", reason: str = "") -> bool:
+        """Withdraw the grant of ``recipe@version`` with a signed revocation; False if none."""
+        current = self.get(recipe, version)
+        if current is None:
+            return False
+        self.accept_revocation(
+            sign_revocation(agency_key(self.state_dir), current, revoked_by, reason)
+        )
+        return True
+
+    # -- writing: grants and revocations relayed by the hub (verified before they are kept)
+
+    def accept(self, signed: SignedApproval) -> ApprovalGrant:
+        """Store ``signed`` if the agency key signed it for this agency and it is not revoked;
+        GrantRefused otherwise. An older grant never replaces a newer one of the same recipe."""
         with self._lock:
             data = self._load()
-            removed = data.approvals.pop(f"{recipe}@{version}", None)
-            if removed is not None:
-                self._write(data)
-        return removed is not None
+            agency = self.agency or data.agency or signed.grant.agency
+            grant = verify_grant(signed, agency, self.public_key())
+            if grant.approval_id in data.revocations:
+                raise GrantRefused(f"approval {grant.approval_id[:12]} of {grant.key} was revoked")
+            current = data.approvals.get(grant.key)
+            if current is not None and current.grant.issued_at > grant.issued_at:
+                return current.grant
+            data.agency = data.agency or agency
+            data.approvals[grant.key] = signed
+            self._write(data)
+        self.refused.pop(grant.key, None)
+        return grant
+
+    def accept_revocation(self, signed: SignedRevocation) -> bool:
+        """Record a verified revocation; True when it withdrew the current grant."""
+        with self._lock:
+            data = self._load()
+            agency = self.agency or data.agency or signed.revocation.agency
+            rev = verify_revocation(signed, agency, self.public_key())
+            data.agency = data.agency or agency
+            data.revocations[rev.approval_id] = signed
+            key = f"{rev.recipe}@{rev.version}"
+            current = data.approvals.get(key)
+            withdrew = current is not None and current.grant.approval_id == rev.approval_id
+            if withdrew:
+                del data.approvals[key]
+            self._write(data)
+        return withdrew
+
+    def sync(self, bundle: AgencyApprovals) -> tuple[list[str], list[str]]:
+        """Take what the hub relays: (changes made, refusals with their reasons).
+
+        Revocations first, so a grant revoked in the same bundle is never accepted.
+        """
+        data = self._load()
+        changes: list[str] = []
+        refusals: list[str] = []
+        for rev in bundle.revocations:
+            if rev.revocation.approval_id in data.revocations:
+                continue
+            try:
+                if self.accept_revocation(rev):
+                    changes.append(f"revoked {rev.revocation.recipe}@{rev.revocation.version}")
+            except GrantRefused as exc:
+                refusals.append(str(exc))
+        data = self._load()
+        known = list(data.approvals.values())
+        for signed in bundle.approvals:
+            grant = signed.grant
+            if signed in known:  # the very grant already kept (whole content, not just its id)
+                continue
+            if grant.approval_id in data.revocations and signed.grant.agency == self.agency:
+                continue  # a revoked grant relayed again: ignored (and never honoured)
+            try:
+                self.accept(signed)
+                changes.append(f"approved {grant.key} ({grant.approval_id[:12]})")
+            except GrantRefused as exc:
+                self.refused[grant.key] = str(exc)
+                refusals.append(str(exc))
+        return changes, refusals
 
     def _write(self, data: _ApprovalFile) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,30 +220,41 @@ class ApprovalStore:
 
     # -- the check before every task
 
-    def check(self, task: Task, params: Mapping[str, Any] | None = None) -> Approval:
-        """The approval covering ``task``; TaskRefused (with the command that fixes it) if none.
+    def check(self, task: Task, params: Mapping[str, Any] | None = None) -> ApprovalGrant:
+        """The verified grant covering ``task``; TaskRefused (with the fix) if there is none.
 
         ``params`` are the task's parameters after validation (defaults filled in), so a bound
         also applies to a parameter the analyst left at its default.
         """
         key = f"{task.recipe}@{task.version}"
-        agency = self._agency_name()
+        data = self._load()
+        agency = self.agency or data.agency or "this agency"
         how = f"approve it with: datalab node approve --agency {agency} --recipe {key}"
-        approval = self.get(task.recipe, task.version)
-        if approval is None:
+        signed = data.approvals.get(key)
+        if signed is None:
+            why = self.refused.get(key)
+            extra = f" (the hub relayed an approval that was refused: {why})" if why else ""
             raise TaskRefused(
                 f"recipe {key} (sha256 {task.code_sha256[:12]}…) is not approved by agency "
-                f"{agency}; {how}"
+                f"{agency}{extra}; {how}"
             )
-        if approval.code_sha256 != task.code_sha256:
+        try:
+            grant = verify_grant(signed, agency, self.public_key())
+        except GrantRefused as exc:
+            raise TaskRefused(f"recipe {key}: stored approval refused: {exc}") from None
+        if grant.approval_id in data.revocations:
+            raise TaskRefused(f"recipe {key}: agency {agency} revoked its approval")
+        if grant.recipe != task.recipe or grant.version != task.version:
+            raise TaskRefused(f"recipe {key}: the stored approval is for {grant.key}")
+        if grant.code_sha256 != task.code_sha256:
             raise TaskRefused(
                 f"recipe {key} (sha256 {task.code_sha256[:12]}…) is not approved by agency "
-                f"{agency}: the approval pins sha256 {approval.code_sha256[:12]}…; "
+                f"{agency}: the approval pins sha256 {grant.code_sha256[:12]}…; "
                 f"re-{how}"
             )
-        problems = check_bounds(task.params if params is None else params, approval.bounds)
+        problems = check_bounds(task.params if params is None else params, grant.bounds)
         if problems:
             raise TaskRefused(
                 f"parameters outside agency {agency}'s approval of {key}: " + "; ".join(problems)
             )
-        return approval
+        return grant

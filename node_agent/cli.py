@@ -3,7 +3,7 @@
     datalab node run --agency A --data DIR --hub URL [...]   run the agent
     datalab node --agency A --data DIR --hub URL [...]       the same (``run`` is the default)
     datalab node approve --agency A --recipe NAME@VERSION [--sha256 H] [--bounds JSON] [--by N]
-    datalab node revoke --agency A --recipe NAME@VERSION
+    datalab node revoke --agency A --recipe NAME@VERSION [--reason TEXT]
     datalab node approvals --agency A
     datalab node log --agency A [--verify] [--tail N]
 
@@ -65,6 +65,8 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     revoke = sub.add_parser("revoke", help="withdraw a recipe version's approval")
     _add_state_options(revoke)
     revoke.add_argument("--recipe", required=True, metavar="NAME@VERSION")
+    revoke.add_argument("--by", metavar="NAME", help="who revokes (default: the OS user)")
+    revoke.add_argument("--reason", default="", help="why (signed with the revocation)")
 
     approvals = sub.add_parser("approvals", help="list this agency's approvals")
     _add_state_options(approvals)
@@ -215,7 +217,8 @@ def _approve(
         name, version, sha, bounds, approved_by=args.by or getpass.getuser(), note=args.note
     )
     print(
-        f"approved {approval.key} (sha256 {approval.code_sha256[:12]}…) for agency "
+        f"approved {approval.key} (sha256 {approval.code_sha256[:12]}…, signed with the agency "
+        f"key, id {approval.approval_id[:12]}) for agency "
         f"{state.agency} by {approval.approved_by}"
         + (f" with bounds {json.dumps(approval.bounds)}" if approval.bounds else "")
     )
@@ -224,7 +227,9 @@ def _approve(
 
 def _revoke(args: argparse.Namespace, state: StateSettings) -> int:
     name, version = _split_recipe(args.recipe)
-    if not ApprovalStore(state.state, state.agency).revoke(name, version):
+    if not ApprovalStore(state.state, state.agency).revoke(
+        name, version, revoked_by=args.by or getpass.getuser(), reason=args.reason
+    ):
         raise UsageError(f"{name}@{version} is not approved by agency {state.agency}")
     print(f"revoked {name}@{version} for agency {state.agency}")
     return EXIT_OK
@@ -238,7 +243,7 @@ def _list(args: argparse.Namespace, state: StateSettings) -> int:
     if not approvals:
         print(f"agency {state.agency} has approved no recipes")
     for a in approvals:
-        when = datetime.fromtimestamp(a.approved_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        when = datetime.fromtimestamp(a.issued_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
         bounds = f"  bounds {json.dumps(a.bounds)}" if a.bounds else ""
         note = f"  — {a.note}" if a.note else ""
         print(f"{a.key}  sha256 {a.code_sha256[:12]}…  by {a.approved_by} {when}{bounds}{note}")

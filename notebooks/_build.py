@@ -85,6 +85,87 @@ GETTING_STARTED = [
 ]
 
 
+REQUESTING_APPROVAL = [
+    new_markdown_cell(
+        "# Requesting approval for a recipe\n\n"
+        "Every agency decides, recipe by recipe and within bounds, what may be computed on its "
+        "data. You **request** a recipe version for a purpose; each agency's admin reviews its "
+        "code, manifest and output on mock data, and approves (possibly narrowing the bounds) or "
+        "rejects. The approval is signed with the agency's own key and checked by the agency's "
+        "node before every task, so not even the lab server can stretch it."
+    ),
+    new_code_cell(
+        "import os\n\n"
+        "import matplotlib.pyplot as plt\n\n"
+        "from datalab.client import Lab\n"
+        "from datalab.errors import JobRefused\n\n"
+        'lab = Lab(os.environ.get("DATALAB_URL", "http://127.0.0.1:8700"), '
+        'os.environ["DATALAB_TOKEN"])\n'
+        "lab.whoami()"
+    ),
+    new_markdown_cell(
+        "## Ask\nThe elderly per area, from civil affairs' benefit records, at street or "
+        "district level only."
+    ),
+    new_code_cell(
+        "request = lab.request_approval(\n"
+        '    "key_groups",\n'
+        '    agencies=["civil_affairs"],\n'
+        '    purpose="plan home visits for the elderly per street",\n'
+        '    bounds={"level": {"choices": ["district", "street"]}},\n'
+        ")\n"
+        "[(d.agency, d.state.value) for d in request.decisions]"
+    ),
+    new_markdown_cell(
+        "## The agency decides\nIts admin reviews the request in the lab's web console "
+        "(`/console/queue`) or with `datalab approvals approve REQUEST --agency-key DIR`; the "
+        "signature is made on the admin's side with the agency key. In this local lab the "
+        "admin's token and key folder are given to the notebook so it can play that part."
+    ),
+    new_code_cell(
+        "from pathlib import Path\n\n"
+        "from datalab.grants import agency_key, new_grant, sign_grant\n\n"
+        'admin_token = os.environ.get("DATALAB_ADMIN_TOKEN")\n'
+        "if admin_token:\n"
+        "    with Lab(lab.url, admin_token) as admin:\n"
+        "        me = admin.whoami()\n"
+        "        pending = admin.approval_request(request.request_id)\n"
+        "        grant = new_grant(\n"
+        '            agency=me["agency"], recipe=pending.recipe, version=pending.version,\n'
+        "            code_sha256=pending.code_sha256, bounds=pending.bounds,\n"
+        '            approved_by=me["name"], request_id=pending.request_id,\n'
+        "        )\n"
+        '        key = agency_key(Path(os.environ["DATALAB_AGENCY_KEY_DIR"]))\n'
+        "        admin.approve(request.request_id, sign_grant(key, grant))\n"
+        "[(d.agency, d.state.value, d.bounds) for d in "
+        "lab.approval_request(request.request_id).decisions]"
+    ),
+    new_markdown_cell("## Inside the bounds, jobs run without further clicks"),
+    new_code_cell(
+        'elderly = lab.run("key_groups", group="elderly", level="street")\n'
+        'top = elderly.dropna(subset=["n"]).sort_values("n").tail(10)\n'
+        'ax = top.plot.barh(x="street", y="n", legend=False, figsize=(6, 4))\n'
+        'ax.set_xlabel("elderly allowance recipients")\n'
+        "plt.tight_layout()"
+    ),
+    new_markdown_cell(
+        "## Outside them, the agency's node refuses and says which bound\n"
+        "Grid level was not requested, so it is not approved."
+    ),
+    new_code_cell(
+        "try:\n"
+        '    lab.run("key_groups", group="elderly", level="grid")\n'
+        "except JobRefused as exc:\n"
+        '    print("refused:", exc.message)'
+    ),
+    new_markdown_cell("## Your requests\nEvery request and decision is in the audit log too."),
+    new_code_cell(
+        "[(r.recipe, r.purpose, [d.state.value for d in r.decisions]) "
+        "for r in lab.approval_requests()]"
+    ),
+]
+
+
 def write(name: str, cells: list) -> None:
     nb = new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {
@@ -97,3 +178,4 @@ def write(name: str, cells: list) -> None:
 
 if __name__ == "__main__":
     write("01_getting_started.ipynb", GETTING_STARTED)
+    write("02_requesting_approval.ipynb", REQUESTING_APPROVAL)

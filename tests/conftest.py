@@ -77,3 +77,21 @@ def auditor(lab: LocalLab, proxy: RecordingProxy) -> Iterator[Lab]:
 def operator(lab: LocalLab, proxy: RecordingProxy) -> Iterator[Lab]:
     with Lab(proxy.url, lab.tokens[OPERATOR]) as client:
         yield client
+
+
+#: the agencies of the governed lab: both serve ``key_groups``; nothing is approved at start.
+GOVERNED_AGENCIES = ["civil_affairs", "health"]
+
+
+@pytest.fixture(scope="session")
+def governed_lab(city: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLab]:
+    """A second live lab where no recipe is approved until an agency admin approves it through
+    the hub (approval requests, agency-signed grants): the governance tests' own lab, so their
+    approvals, revocations and audit tampering never touch the shared one."""
+    state = tmp_path_factory.mktemp("governed")
+    lab = LocalLab(city_dir=city, state_dir=state, agencies=GOVERNED_AGENCIES, approve=False)
+    lab.start()
+    try:
+        yield lab
+    finally:
+        lab.stop()

@@ -41,9 +41,17 @@ async def take_tasks(
 
 
 @router.post("/nodes/{agency}/partials")
-def post_partial(agency: str, body: SignedPartial, node: SignedNode, hub: Hub) -> dict[str, bool]:
+def post_partial(
+    agency: str,
+    body: SignedPartial,
+    node: SignedNode,
+    hub: Hub,
+    since: Annotated[int, Query(ge=0, description="tree size of the node's last checkpoint")] = 0,
+) -> dict[str, Any]:
+    """Take a signed partial; answer with the audit receipt the node checks and keeps."""
     hub.jobs.accept_partial(node.agency, node.public_key, body)
-    return {"accepted": True}
+    receipt = hub.transparency.receipt(node.agency, body.partial.task_id, since)
+    return {"accepted": True, "receipt": receipt.model_dump(mode="json")}
 
 
 @router.get("/nodes")

@@ -22,7 +22,15 @@ EXPECTED: dict[str, set[Role]] = {
     "approve-recipe": {AA},
     "read-privacy": {A, AA, AU, OP},
     "set-privacy": {AA},
+    "request-approval": {A},
+    "read-own-request": {A, AU},
+    "read-any-request": {AU},
 }
+#: the same on someone else's things (another owner, another agency): scoped actions shrink.
+EXPECTED_FOREIGN: dict[str, set[Role]] = dict(
+    EXPECTED,
+    **{"read-own-job": {AU}, "read-own-request": {AU}, "approve-recipe": set()},
+)
 
 
 def test_the_matrix_covers_every_action() -> None:
@@ -36,6 +44,16 @@ def test_matrix(action: str, role: Role) -> None:
     own = Resource(owner="pat", agency="north")
     decision = decide(actor, action, own)
     assert decision.allowed is (role in EXPECTED[action]), decision.reason
+    assert decision.reason
+
+
+@pytest.mark.parametrize("action", sorted(EXPECTED_FOREIGN))
+@pytest.mark.parametrize("role", list(Role))
+def test_matrix_on_someone_elses_things(action: str, role: Role) -> None:
+    actor = Actor(name="pat", role=role, agency="north")
+    foreign = Resource(owner="kim", agency="south")
+    decision = decide(actor, action, foreign)
+    assert decision.allowed is (role in EXPECTED_FOREIGN[action]), decision.reason
     assert decision.reason
 
 

@@ -13,7 +13,8 @@ from sqlalchemy import delete, select, update
 
 from datalab.canonical import digest
 from datalab.signing import verify_value
-from datalab.wire import PartialStatus
+from datalab.transparency import check_receipt
+from datalab.wire import AuditReceipt, PartialStatus
 from lab_server.audit import verify_chain
 from lab_server.db import AuditRow, Job
 from tests.lab_server.conftest import Hub, make_settings, running_hub
@@ -42,9 +43,17 @@ def test_job_flow_releases_a_protected_result_with_provenance(store_hub: Hub) ->
         == 200
     )
     assert hub.job(view["job_id"])["state"] == "running"
-    assert south.answer(south.partial(south_tasks[0], [["a", 5], ["b", 1], ["c", 4]])).json() == {
-        "accepted": True
-    }
+    south_partial = south.partial(south_tasks[0], [["a", 5], ["b", 1], ["c", 4]])
+    answered = south.answer(south_partial).json()
+    assert answered["accepted"] is True
+    # the answer comes with an audit receipt proving its entry is in the hub's signed tree
+    check_receipt(
+        AuditReceipt.model_validate(answered["receipt"]),
+        hub_key,
+        task_id=south_partial.partial.task_id,
+        partial_sha256=digest(south_partial.partial.model_dump(mode="json")),
+        last=None,
+    )
     done = hub.job(view["job_id"], wait=5)
     assert done["state"] == "released", done
     result = done["result"]

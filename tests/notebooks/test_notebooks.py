@@ -19,6 +19,9 @@ def test_notebook_runs_against_a_live_lab(
 ) -> None:
     monkeypatch.setenv("DATALAB_URL", lab.url)
     monkeypatch.setenv("DATALAB_TOKEN", lab.tokens[ANALYST])
+    # notebook 02 plays civil affairs' admin too (in a real lab that is another person)
+    monkeypatch.setenv("DATALAB_ADMIN_TOKEN", lab.tokens["admin-civil_affairs"])
+    monkeypatch.setenv("DATALAB_AGENCY_KEY_DIR", str(lab.node_state("civil_affairs")))
     nb = nbformat.read(path, as_version=4)
     NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
@@ -30,3 +33,5 @@ def test_notebook_runs_against_a_live_lab(
     text = "\n".join(str(o.get("text", "")) for o in outputs)
     if path.name == "01_getting_started.ipynb":
         assert "refused:" in text and "identifier" in text
+    if path.name == "02_requesting_approval.ipynb":
+        assert "refused:" in text and "level='grid' is not among the approved" in text

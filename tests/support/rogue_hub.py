@@ -12,6 +12,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from datalab.signing import SigningKey
 from datalab.wire import (
@@ -63,14 +64,15 @@ class RogueHub:
 
             def do_POST(self) -> None:
                 body = self._body()
-                if self.path.endswith("/nodes/register"):
+                path = urlsplit(self.path).path  # the node adds ?since= to its partials
+                if path.endswith("/nodes/register"):
                     reg = SignedRegistration.model_validate_json(body)
                     hub.registrations.append(reg)
                     accepted = RegistrationAccepted(
                         agency=reg.registration.agency, hub_public_key=hub.key.public_key
                     )
                     self._send(200, accepted.model_dump(mode="json"))
-                elif self.path.endswith("/partials"):
+                elif path.endswith("/partials"):
                     hub.partials.put(SignedPartial.model_validate_json(body))
                     self._send(200, {"accepted": True})
                 else:
