@@ -258,6 +258,8 @@ class BudgetCapUpdate(Wire):
     #: one analyst, or ``*`` for every analyst without their own cap.
     analyst: str = "*"
     epsilon: float = Field(ge=0, le=1000, allow_inf_nan=False)
+
+
 # ---------------------------------------------------------------- approvals (agency-signed)
 
 
