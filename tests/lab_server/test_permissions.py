@@ -29,7 +29,12 @@ EXPECTED: dict[str, set[Role]] = {
 #: the same on someone else's things (another owner, another agency): scoped actions shrink.
 EXPECTED_FOREIGN: dict[str, set[Role]] = dict(
     EXPECTED,
-    **{"read-own-job": {AU}, "read-own-request": {AU}, "approve-recipe": set()},
+    **{
+        "read-own-job": {AU},
+        "read-own-request": {AU},
+        "approve-recipe": set(),
+        "set-privacy": set(),
+    },
 )
 
 
