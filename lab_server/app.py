@@ -9,7 +9,7 @@ from lab_server import error_handlers
 from lab_server.body_limit import BodyLimit
 from lab_server.jobs import Protector
 from lab_server.lifespan import lifespan
-from lab_server.routes import audit, catalogue, health, jobs, nodes, recipes, users
+from lab_server.routes import audit, catalogue, health, jobs, nodes, psi, recipes, users
 from lab_server.services import build_services
 from lab_server.settings import HubSettings
 from recipes.registry import RecipeRegistry
@@ -32,7 +32,7 @@ def create_app(
     )
     app.state.services = services
     error_handlers.install(app)
-    for module in (health, nodes, catalogue, recipes, jobs, audit, users):
+    for module in (health, nodes, psi, catalogue, recipes, jobs, audit, users):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

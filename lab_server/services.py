@@ -14,6 +14,7 @@ from lab_server.jobs import JobService, Protector
 from lab_server.nodes import NodeService
 from lab_server.notify import Notifier
 from lab_server.permissions import Actor, Gate
+from lab_server.psi_relay import PsiRelay
 from lab_server.recipe_book import RecipeBook
 from lab_server.settings import HubSettings
 from recipes.registry import RecipeRegistry, default_registry
@@ -29,6 +30,7 @@ class Services:
     gate: Gate
     nodes: NodeService
     jobs: JobService
+    psi: PsiRelay
     #: sha256(token) → (when looked up, person): see ``auth.current_person``.
     token_cache: dict[str, tuple[float, Actor]] = field(default_factory=dict)
 
@@ -56,4 +58,5 @@ def build_services(
     nodes = NodeService(settings, db, hub_key, notifier)
     jobs = JobService(settings, db, book, hub_key, notifier, gate, protect)
     jobs.requeue_unanswered()
-    return Services(settings, db, hub_key, book, notifier, gate, nodes, jobs)
+    psi = PsiRelay(db, book, notifier)
+    return Services(settings, db, hub_key, book, notifier, gate, nodes, jobs, psi)

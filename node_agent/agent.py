@@ -35,6 +35,8 @@ from node_agent.approvals import ApprovalStore
 from node_agent.connector import Connector, DuckDBConnector
 from node_agent.executor import Executor
 from node_agent.log import LocalLog
+from node_agent.psi_history import MinimumChange
+from node_agent.psi_party import PsiParty
 from node_agent.replay import NonceStore
 from node_agent.settings import NodeSettings
 from node_agent.trust import HubKeyMismatch, check_offered, pin_first_use, trusted_key
@@ -160,6 +162,7 @@ class NodeAgent:
         self.log = LocalLog(settings.log_path, self.key)
         self.approvals = ApprovalStore(settings.state, settings.agency)
         self.nonces = NonceStore(settings.nonces_path)
+        self.psi_history = MinimumChange(settings.state / "psi-history.sqlite")
         self._transport = transport
         self._stop = asyncio.Event()
         self._executor: Executor | None = None
@@ -188,6 +191,7 @@ class NodeAgent:
             finally:
                 await self._drain()
                 self.nonces.close()
+                self.psi_history.close()
                 self.connector.close()
 
     async def _loop(self, client: httpx.AsyncClient) -> None:
@@ -248,6 +252,13 @@ class NodeAgent:
             log=self.log,
             node_key=self.key,
             hub_public_key=pinned,
+            psi=PsiParty(
+                settings=self.settings,
+                connector=self.connector,
+                node_key=self.key,
+                log=self.log,
+                history=self.psi_history,
+            ),
         )
         self.nonces.purge()
         self.log.append(

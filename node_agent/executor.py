@@ -18,13 +18,15 @@ from datalab.canonical import digest
 from datalab.errors import DatalabError, TaskRefused
 from datalab.signing import BadSignature, SigningKey, verify_value
 from datalab.wire import Partial, PartialStatus, SignedPartial, SignedTask, Table, Task
-from node_agent.approvals import ApprovalStore
+from node_agent.approvals import Approval, ApprovalStore
 from node_agent.connector import Connector, ConnectorError
 from node_agent.log import LocalLog
-from node_agent.policy import check_plan, check_query_set
+from node_agent.policy import check_plan, check_psi_plan, check_query_set
+from node_agent.psi_party import PsiParty
 from node_agent.replay import NonceStore, check_fresh
 from node_agent.settings import NodeSettings
 from recipes.contract import Recipe
+from recipes.psi_contract import PsiRecipe, group_column
 from recipes.registry import RecipeRegistry
 
 logger = logging.getLogger(__name__)
@@ -50,6 +52,8 @@ class Executor:
     log: LocalLog
     node_key: SigningKey
     hub_public_key: str
+    #: the node's PSI role runner (None: this node refuses matching tasks)
+    psi: PsiParty | None = None
     _hashes: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def execute(self, signed: SignedTask) -> SignedPartial:
@@ -122,7 +126,9 @@ class Executor:
             params = recipe.validate(task.params)
         except DatalabError as exc:
             raise TaskRefused(f"recipe {key}: {exc.message}") from None
-        self.approvals.check(task, params)
+        approval = self.approvals.check(task, params)
+        if isinstance(recipe, PsiRecipe):
+            return self._run_psi(task, recipe, params, approval)
         catalogue = {d.name: d for d in self.connector.datasets()}
         dataset = catalogue.get(task.dataset)
         spec = self.connector.spec(task.dataset)
@@ -141,6 +147,42 @@ class Executor:
             table, query_set_size = self.connector.run(plan)
         except ConnectorError as exc:
             raise TaskRefused(f"recipe {key}: {exc}") from None
+        check_query_set(query_set_size, self.settings)
+        return table, query_set_size
+
+    def _run_psi(
+        self, task: Task, recipe: PsiRecipe, params: dict[str, Any], approval: Approval
+    ) -> tuple[Table, int]:
+        """A matching task: the same checks, then this node's PSI role through the hub."""
+        key = recipe.key
+        agency = self.settings.agency
+        if params.get("mode") == "reveal" and "reveal" not in approval.bounds.get("mode", {}).get(
+            "choices", []
+        ):
+            raise TaskRefused(
+                f"owner-only reveal needs agency {agency}'s explicit approval: datalab node "
+                f"approve --agency {agency} --recipe {key} --bounds "
+                '\'{"mode": {"choices": ["per_group", "reveal"]}}\''
+            )
+        if self.psi is None:
+            raise TaskRefused(f"node {agency} is not set up for matching")
+        catalogue = {d.name: d for d in self.connector.datasets()}
+        dataset = catalogue.get(task.dataset)
+        spec = self.connector.spec(task.dataset)
+        if dataset is None or spec is None:
+            raise TaskRefused(f"agency {agency} holds no dataset {task.dataset!r}")
+        try:
+            plan = recipe.psi_plan(params, dataset)
+        except DatalabError as exc:
+            raise TaskRefused(f"recipe {key}: {exc.message}") from None
+        if plan.dataset != task.dataset:
+            raise TaskRefused(
+                f"recipe {key} planned dataset {plan.dataset!r}, the task is for {task.dataset!r}"
+            )
+        check_psi_plan(plan, spec, self.settings)
+        level = group_column(params)
+        columns = [*([level] if level else []), *recipe.output_measures]
+        table, query_set_size = self.psi.run(task, plan, columns)
         check_query_set(query_set_size, self.settings)
         return table, query_set_size
 

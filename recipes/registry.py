@@ -47,5 +47,6 @@ def default_registry() -> RecipeRegistry:
     """Every recipe shipped in this package."""
     from recipes.aggregate import FederatedAggregate
     from recipes.key_groups import KeyGroupsByArea
+    from recipes.missed_registration import MissedRegistration
 
-    return RecipeRegistry([FederatedAggregate(), KeyGroupsByArea()])
+    return RecipeRegistry([FederatedAggregate(), KeyGroupsByArea(), MissedRegistration()])
