@@ -127,8 +127,8 @@ class PsiParty:
         with httpx.Client(timeout=60.0) as client:
             link = RelayLink(self.settings, self.node_key, task, client)
             if plan.role == "server":
-                return self._serve(task, plan, link, output_columns)
-            return self._ask(task, plan, link, output_columns)
+                return self.serve(task, plan, link, output_columns)
+            return self.ask(task, plan, link, output_columns)
 
     def _read(self, plan: PsiPlan) -> Any:
         ident = plan.identity
@@ -143,7 +143,7 @@ class PsiParty:
         link.send(PsiMessage(kind="refused", meta={"reason": reason}))
         return TaskRefused(reason)
 
-    def _serve(
+    def serve(
         self, task: Task, plan: PsiPlan, link: RelayLink, output_columns: list[str]
     ) -> tuple[Table, int]:
         table = self._read(plan)
@@ -229,7 +229,7 @@ class PsiParty:
 
     # ---------------------------------------------------------------- the asking node
 
-    def _ask(
+    def ask(
         self, task: Task, plan: PsiPlan, link: RelayLink, output_columns: list[str]
     ) -> tuple[Table, int]:
         table = self._read(plan)

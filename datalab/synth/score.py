@@ -34,7 +34,7 @@ class Score:
     def line(self) -> str:
         return (
             f"{self.flag_type}: precision {self.precision:.1%}, recall {self.recall:.1%} "
-            f"({self.true_positives:,} of {self.listed:,} listed are among {self.flags:,} true flags)"
+            f"({self.true_positives:,} of {self.listed:,} listed; {self.flags:,} true flags)"
         )
 
 
