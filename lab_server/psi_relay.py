@@ -130,8 +130,11 @@ class PsiRelay:
         with self._lock:
             for job_id in ended:
                 self._jobs.pop(job_id, None)
-            for task_id in [t for t, r in self._routes.items() if r.job_id in ended]:
+            gone = [t for t, r in self._routes.items() if r.job_id in ended]
+            for task_id in gone:
                 del self._routes[task_id]
+        # a node still waiting on an ended job's mailbox hears at once that it is gone
+        self._notifier.notify(*(psi_key(t) for t in gone))
         return len(ended)
 
     def held(self) -> int:
