@@ -19,7 +19,9 @@ Three rules from the library's own security notes are kept here:
 
 from __future__ import annotations
 
+import atexit
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from multiprocessing import get_context
@@ -45,11 +47,37 @@ def chunked(items: Sequence[str], size: int = CHUNK_ITEMS) -> list[Sequence[str]
     return [items[i : i + size] for i in range(0, len(items), size)] or [items[:0]]
 
 
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
 def _pool(workers: int) -> Executor | None:
-    """A process pool for ``workers`` > 1 ("forkserver": the node process has threads)."""
+    """A process pool of ``workers`` (> 1), kept for the process's lifetime so its start-up is
+    paid once ("forkserver": the node process has threads). Workers hold no state between
+    chunks: each rebuilds its cipher from the key bytes it is given."""
     if workers <= 1:
         return None
-    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("forkserver"))
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ProcessPoolExecutor(
+                max_workers=workers, mp_context=get_context("forkserver")
+            )
+            atexit.register(pool.shutdown, cancel_futures=True)
+        return pool
+
+
+def warm_up(workers: int) -> None:
+    """Start the pool's worker processes now (a node does this at start), so the first match
+    does not pay their start-up."""
+    pool = _pool(workers)
+    if pool is not None:
+        for future in [pool.submit(_noop) for _ in range(workers)]:
+            future.result()
+
+
+def _noop() -> None:
+    return None
 
 
 # ------------------------------------------------------------------ worker functions
@@ -102,9 +130,8 @@ class PsiClient:
         pool = _pool(min(self.workers, len(chunks)))
         if pool is None:
             return [self._client.CreateRequest(list(c)).SerializeToString() for c in chunks]
-        with pool:
-            futures = [pool.submit(_request_chunk, self._key, self.reveal, c) for c in chunks]
-            return [f.result() for f in futures]
+        futures = [pool.submit(_request_chunk, self._key, self.reveal, c) for c in chunks]
+        return [f.result() for f in futures]
 
     def _merged(self, responses: Sequence[bytes], sort: bool) -> psi.Response:
         points: list[bytes] = []
@@ -170,9 +197,8 @@ class PsiServer:
         pool = _pool(min(self.workers, len(requests)))
         if pool is None:
             return [_process_chunk(self._key, self.reveal, r) for r in requests]
-        with pool:
-            futures = [pool.submit(_process_chunk, self._key, self.reveal, r) for r in requests]
-            return [f.result() for f in futures]
+        futures = [pool.submit(_process_chunk, self._key, self.reveal, r) for r in requests]
+        return [f.result() for f in futures]
 
 
 def request_size(data: bytes) -> int:

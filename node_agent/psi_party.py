@@ -34,7 +34,15 @@ from datalab.wire import PsiMessage, Table, Task
 from node_agent.connector import Connector
 from node_agent.identity import IdentityColumns, areas, client_elements, server_elements
 from node_agent.log import LocalLog
-from node_agent.psi import CHUNK_ITEMS, PsiClient, PsiRefused, PsiServer, chunked, parse_request
+from node_agent.psi import (
+    CHUNK_ITEMS,
+    PsiClient,
+    PsiRefused,
+    PsiServer,
+    chunked,
+    parse_request,
+    warm_up,
+)
 from node_agent.psi_history import MinimumChange, as_set, keyed_digests, summary_key
 from node_agent.settings import NodeSettings
 from node_agent.verification import split_key, write_list
@@ -122,6 +130,9 @@ class PsiParty:
     node_key: SigningKey
     log: LocalLog
     history: MinimumChange
+
+    def __post_init__(self) -> None:
+        warm_up(self.settings.psi_workers)
 
     def run(self, task: Task, plan: PsiPlan, output_columns: list[str]) -> tuple[Table, int]:
         with httpx.Client(timeout=60.0) as client:

@@ -30,3 +30,5 @@ def test_notebook_runs_against_a_live_lab(
     text = "\n".join(str(o.get("text", "")) for o in outputs)
     if path.name == "01_getting_started.ipynb":
         assert "refused:" in text and "identifier" in text
+    if path.name == "03_matching.ipynb":
+        assert "refused:" in text and "reveal" in text
