@@ -52,6 +52,12 @@ def matching_session(lab: LocalLab, city: Path, heading: str) -> None:
         f"   the name + birth date + sex cascade raises tenancy recall from {id_only.recall:.1%} "
         f"to {with_cascade.recall:.1%}"
     )
+    lab.approve_reveal("health", "should_cancel")
+    lab.approve_reveal("public_security", "should_cancel")
+    dead = analyst.run("should_cancel", mode="reveal", level="district", progress=False)
+    path = lab.verification_list("public_security", dead.attrs["provenance"].job_id)
+    score = score_lists(city, [path], "should_cancel", evidence="death_record")
+    print(f"   registrations of the dead (public security asks health): {score.line()}")
     print("   the lists never left the nodes; an admin exports one with:")
     print(
         f"   datalab node export-list --agency housing --state {lab.node_state('housing')} "

@@ -310,21 +310,22 @@ class PsiParty:
                     f"agency {message.sender} refused: {message.meta.get('reason', '')}"
                 )
             responses[message.unit][message.part] = _unb64(message.body)
-        missed: dict[str, int | None] = dict.fromkeys(by_group)
+        flag_count: dict[str, int | None] = dict.fromkeys(by_group)
         checked: dict[str, int | None] = dict.fromkeys(by_group)
         if reveal:
             items = units[""]
             chunks = [responses[0][p] for p in sorted(responses[0])]
-            matched = set(client.intersection(setup_bytes, chunks, len(items)))
-            unmatched = {e for i, e in enumerate(items) if i not in matched}
+            found = set(client.intersection(setup_bytes, chunks, len(items)))
+            wanted = plan.flag == "matched"
+            flagged = {e for i, e in enumerate(items) if (i in found) == wanted}
             rows = []
             for group, group_items in by_group.items():
                 checked[group] = len(group_items)
-                missed[group] = sum(1 for e in group_items if e in unmatched)
+                flag_count[group] = sum(1 for e in group_items if e in flagged)
                 rows += [
-                    {**split_key(e), "group": group or None, "status": "no_registration_here"}
+                    {**split_key(e), "group": group or None, "status": plan.flag}
                     for e in group_items
-                    if e in unmatched
+                    if e in flagged
                 ]
             path = write_list(self.settings.verification_dir, task.job_id, rows)
             self.log.append(
@@ -341,7 +342,8 @@ class PsiParty:
                 chunks = [responses[u][p] for p in sorted(responses[u])]
                 n = len(units[group])
                 checked[group] = n
-                missed[group] = n - client.cardinality(setup_bytes, chunks, n)
+                matched = client.cardinality(setup_bytes, chunks, n)
+                flag_count[group] = matched if plan.flag == "matched" else n - matched
         self.log.append(
             "psi_asked",
             {
@@ -353,7 +355,7 @@ class PsiParty:
             },
         )
         if plan.group_level:
-            out = [[g, missed[g], checked[g]] for g in sorted(by_group)]
+            out = [[g, flag_count[g], checked[g]] for g in sorted(by_group)]
         else:
-            out = [[missed[""], checked[""]]] if "" in missed else []
+            out = [[flag_count[""], checked[""]]] if "" in flag_count else []
         return Table(columns=output_columns, rows=out), counts.records

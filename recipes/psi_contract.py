@@ -18,7 +18,7 @@ and keeps that list in its own domain as a verification list; both agencies must
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -68,14 +68,17 @@ class PsiPlan(Strict):
     active: ActivePeriod | None = None
     #: a client key counts only when this many of its records carry it (e.g. nights seen)
     min_records: int = 1
+    #: which of the client's records the flag is about: those the server does not hold
+    #: ("unmatched", e.g. not registered there) or those it holds ("matched", e.g. deceased)
+    flag: Literal["unmatched", "matched"] = "unmatched"
 
 
 class PsiRecipe(Recipe):
     """Base of the matching recipes: ``psi_plan`` instead of ``plan``; counts from the client."""
 
-    @property
-    def output_measures(self) -> list[str]:
-        return ["missed", "checked"]
+    #: the partial's measure columns, in order: the flag count (the count column for
+    #: disclosure control) and ``checked`` (the client's people matched at all)
+    output_measures: ClassVar[list[str]] = ["missed", "checked"]
 
     def psi_plan(self, params: Mapping[str, Any], dataset: CatalogueDataset) -> PsiPlan:
         """The node-side plan for one of the two datasets (its role follows from its kind)."""
@@ -107,7 +110,7 @@ class PsiRecipe(Recipe):
         return Combined(
             table=Table(columns=[*keys, *self.output_measures], rows=rows),
             key_columns=keys,
-            count_column="missed",
+            count_column=self.output_measures[0],
             geo_column=level,
             geo_level=level,
         )

@@ -48,5 +48,8 @@ def default_registry() -> RecipeRegistry:
     from recipes.aggregate import FederatedAggregate
     from recipes.key_groups import KeyGroupsByArea
     from recipes.missed_registration import MissedRegistration
+    from recipes.should_cancel import ShouldCancel
 
-    return RecipeRegistry([FederatedAggregate(), KeyGroupsByArea(), MissedRegistration()])
+    return RecipeRegistry(
+        [FederatedAggregate(), KeyGroupsByArea(), MissedRegistration(), ShouldCancel()]
+    )

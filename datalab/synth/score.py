@@ -38,7 +38,11 @@ class Score:
         )
 
 
-def score_lists(city_dir: Path, lists: Iterable[Path], flag_type: str) -> Score:
+def score_lists(
+    city_dir: Path, lists: Iterable[Path], flag_type: str, evidence: str | None = None
+) -> Score:
+    """Score the union of ``lists``; with ``evidence``, only flags carrying that evidence count
+    (e.g. ``death_record``: the deceased half of should_cancel)."""
     truth = Path(city_dir) / "truth"
     people = pq.read_table(
         truth / "people.parquet", columns=["person", "id_number", "name", "sex", "birth_date"]
@@ -59,16 +63,19 @@ def score_lists(city_dir: Path, lists: Iterable[Path], flag_type: str) -> Score:
             strict=True,
         )
     }
-    flags = pq.read_table(truth / "flags.parquet", columns=["person", "flag_type", "grid"])
+    flags = pq.read_table(
+        truth / "flags.parquet", columns=["person", "flag_type", "grid", "evidence"]
+    )
     flagged = {
         p: g
-        for p, t, g in zip(
+        for p, t, g, e in zip(
             flags.column("person").to_pylist(),
             flags.column("flag_type").to_pylist(),
             flags.column("grid").to_pylist(),
+            flags.column("evidence").to_pylist(),
             strict=True,
         )
-        if t == flag_type
+        if t == flag_type and (evidence is None or evidence in (e or "").split(","))
     }
     listed: dict[object, set[str]] = {}
     for path in lists:
@@ -85,4 +92,5 @@ def score_lists(city_dir: Path, lists: Iterable[Path], flag_type: str) -> Score:
         for person, where in listed.items()
         if person in flagged and any(flagged[person].startswith(a) for a in where)
     )
-    return Score(flag_type=flag_type, listed=len(listed), true_positives=hits, flags=len(flagged))
+    name = f"{flag_type} ({evidence})" if evidence else flag_type
+    return Score(flag_type=name, listed=len(listed), true_positives=hits, flags=len(flagged))

@@ -101,3 +101,19 @@ def test_missed_registrations_scored_against_the_truth_with_the_cascades_gain(
     exported = pd.read_csv(out, dtype=str)
     assert len(exported) == tenancy["missed"].sum()
     assert city_identifiers.leaked_ids(out.read_bytes())  # real records for the grid workers
+
+
+def test_registrations_of_the_dead_scored_against_the_truth(
+    lab: LocalLab, analyst: Lab, city: Path
+) -> None:
+    per = analyst.run("should_cancel", level="district", progress=False)
+    assert list(per.columns) == ["district", "deceased", "checked"]
+    assert per.attrs["provenance"].agencies == ["health", "public_security"]
+    for agency in ("health", "public_security"):
+        lab.approve_reveal(agency, "should_cancel")
+    frame = analyst.run("should_cancel", mode="reveal", level="district", progress=False)
+    path = lab.verification_list("public_security", frame.attrs["provenance"].job_id)
+    deaths = score_lists(city, [path], "should_cancel", evidence="death_record")
+    print(deaths.line(), score_lists(city, [path], "should_cancel").line(), sep="\n")
+    assert deaths.listed > 10
+    assert deaths.precision >= 0.95 and deaths.recall >= 0.8

@@ -89,3 +89,21 @@ def test_combine_keeps_unqueried_groups_withheld() -> None:
         [Table(columns=["missed", "checked"], rows=[[65, 500]])],
     )
     assert one.table.rows == [[65, 500]] and one.key_columns == []
+
+
+def test_should_cancel_asks_from_the_registrations_and_flags_the_matched() -> None:
+    from recipes.should_cancel import ShouldCancel
+
+    recipe = ShouldCancel()
+    deaths = _ds("deaths", "death_registrations", ["id_number", "grid"])
+    catalogue = [("public_security", REGISTRATIONS), ("health", deaths)]
+    params = recipe.validate({"level": "street"}, catalogue)
+    assert [t.agency for t in recipe.targets(params, catalogue)] == ["public_security", "health"]
+    client = recipe.psi_plan(params, REGISTRATIONS)
+    server = recipe.psi_plan(params, deaths)
+    assert (client.role, client.flag, client.match_level) == ("client", "matched", "city")
+    assert (server.role, server.match_level) == ("server", "city")
+    combined = recipe.combine(
+        params, [Table(columns=["street", "deceased", "checked"], rows=[["440105001", 12, 900]])]
+    )
+    assert combined.count_column == "deceased"
