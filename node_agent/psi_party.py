@@ -50,6 +50,9 @@ from recipes.psi_contract import PsiPlan
 
 API = "/api/v1"
 POLL_S = 20
+#: the server's setup travels in parts of this size (base64 adds a third; the hub's default
+#: body limit is 1 MiB)
+SETUP_PART_BYTES = 512 * 1024
 
 
 def _b64(data: bytes) -> str:
@@ -176,7 +179,12 @@ class PsiParty:
                 link, f"a client set is smaller than this node's minimum of {min_set} items"
             )
         server = PsiServer(reveal=reveal, workers=self.settings.psi_workers)
-        link.send(PsiMessage(kind="setup", body=_b64(server.setup(items, sum(sizes)))))
+        setup = server.setup(items, sum(sizes))
+        pieces = [setup[i : i + SETUP_PART_BYTES] for i in range(0, len(setup), SETUP_PART_BYTES)]
+        for part, piece in enumerate(pieces or [b""]):
+            link.send(
+                PsiMessage(kind="setup", part=part, meta={"parts": len(pieces)}, body=_b64(piece))
+            )
         parts = {u: max(1, math.ceil(s / CHUNK_ITEMS)) for u, s in enumerate(sizes)}
         received: dict[tuple[int, int], PsiMessage] = {}
         while len(received) < sum(parts.values()):
@@ -240,6 +248,22 @@ class PsiParty:
 
     # ---------------------------------------------------------------- the asking node
 
+    def _receive_setup(self, link: RelayLink) -> bytes:
+        """The server's setup, sent in parts so each message stays under the hub's body limit."""
+        pieces: dict[int, bytes] = {}
+        parts = 1
+        while len(pieces) < parts:
+            message = link.receive({"setup"})
+            if message.kind == "refused":
+                raise TaskRefused(
+                    f"agency {message.sender} refused: {message.meta.get('reason', '')}"
+                )
+            parts = int(message.meta.get("parts", 1))
+            pieces[message.part] = _unb64(message.body)
+        if sorted(pieces) != list(range(parts)):
+            raise PsiRefused("the PSI setup's parts do not add up")
+        return b"".join(pieces[i] for i in range(parts))
+
     def ask(
         self, task: Task, plan: PsiPlan, link: RelayLink, output_columns: list[str]
     ) -> tuple[Table, int]:
@@ -297,10 +321,7 @@ class PsiParty:
                         digests=_b64(keyed_digests(secret, chunk)),
                     )
                 )
-        setup = link.receive({"setup"})
-        if setup.kind == "refused":
-            raise TaskRefused(f"agency {setup.sender} refused: {setup.meta.get('reason', '')}")
-        setup_bytes = _unb64(setup.body)
+        setup_bytes = self._receive_setup(link)
         responses: dict[int, dict[int, bytes]] = {u: {} for u in range(len(unit_keys))}
         expected = sum(max(1, math.ceil(len(units[g]) / CHUNK_ITEMS)) for g in unit_keys)
         for _ in range(expected):
