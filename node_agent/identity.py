@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -71,15 +70,6 @@ class KeyCounts:
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
-
-
-@dataclass
-class Keyed:
-    """One match element per kept record (``element``), its area and its record position."""
-
-    elements: list[str] = field(default_factory=list)
-    areas: list[str] = field(default_factory=list)
-    counts: KeyCounts = field(default_factory=KeyCounts)
 
 
 def normalise_ids(values: pa.Array | pa.ChunkedArray) -> tuple[list[str | None], list[bool]]:
@@ -199,12 +189,3 @@ def server_elements(
             out.add(f"{key}@{where}")
             counts.by_name_birth_sex += 1
     return sorted(out), counts
-
-
-def dedupe(elements: Sequence[str | None]) -> dict[str, int]:
-    """Each distinct element and how many records carry it (records of one person-area)."""
-    seen: dict[str, int] = {}
-    for e in elements:
-        if e is not None:
-            seen[e] = seen.get(e, 0) + 1
-    return seen
