@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from datalab.client import Lab
+from datalab.demo_matching import matching_session
 from datalab.errors import DatalabError
 from datalab.local_lab import ANALYST, AUDITOR, LocalLab, free_port
 
@@ -83,6 +84,7 @@ def _demo(args: argparse.Namespace, work: Path) -> int:
     lab.start(progress=True)
     try:
         _analyst_session(lab)
+        matching_session(lab, city, "9. Cross-agency matching: suspected missed registrations")
         _auditor_session(lab)
         print(f"\nDemo finished in {time.monotonic() - started:.1f} s.")
         if args.keep:
@@ -162,7 +164,7 @@ def _analyst_session(lab: LocalLab) -> None:
 
 def _auditor_session(lab: LocalLab) -> None:
     auditor = Lab(lab.url, lab.tokens[AUDITOR])
-    _heading("9. The auditor reviews the log")
+    _heading("10. The auditor reviews the log")
     log = auditor.audit()
     counts = log.groupby("event").size().rename("entries").reset_index()
     _print(counts)

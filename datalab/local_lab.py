@@ -208,6 +208,26 @@ class LocalLab:
                 approved.append(recipe.key)
         return approved
 
+    def approve_reveal(self, agency: str, recipe_key: str) -> None:
+        """Approve owner-only reveal of a matching recipe as ``agency``'s admin (both agencies
+        of a match must do this before a ``mode="reveal"`` job runs)."""
+        from node_agent.approvals import ApprovalStore
+        from recipes.registry import default_registry
+
+        recipe = default_registry().get(recipe_key)
+        ApprovalStore(self.node_state(agency), agency).approve(
+            recipe.name,
+            recipe.version,
+            recipe.code_sha256(),
+            bounds={"mode": {"choices": ["cardinality", "per_group", "reveal"]}},
+            approved_by=f"admin-{agency}",
+            note="local lab: owner-only reveal",
+        )
+
+    def verification_list(self, agency: str, job_id: str) -> Path:
+        """Where ``agency``'s node keeps the verification list of a reveal job."""
+        return self.node_state(agency) / "verification" / f"{job_id}.parquet"
+
     # ------------------------------------------------------------------ processes
 
     def _env(self) -> dict[str, str]:

@@ -404,3 +404,28 @@ class AuditReceipt(Wire):
     #: proof that ``checkpoint`` extends the tree size the node said it last saw ([] if none).
     consistency: list[str] = Field(default_factory=list)
     since: int = 0
+
+
+# ---------------------------------------------------------------- PSI relay (node ↔ hub ↔ node)
+
+
+class PsiMessage(Wire):
+    """One message of a private-set-intersection run, relayed by the hub between the two tasks
+    of a matching job. ``body`` is a serialized openmined-psi message (base64): blinded curve
+    points or the server's setup, never identifiers. ``digests`` (client requests only) are
+    8-byte digests keyed with a secret of the client node, for the answering node's
+    minimum-change rule. The hub sets ``seq`` and ``sender``; it keeps messages only until the
+    job ends and never logs them."""
+
+    kind: Literal["terms", "hello", "setup", "request", "response", "refused"]
+    unit: int = 0
+    part: int = 0
+    meta: dict[str, Any] = Field(default_factory=dict)
+    body: str = ""
+    digests: str = ""
+    seq: int = 0
+    sender: str = ""
+
+
+class PsiPosted(Wire):
+    seq: int

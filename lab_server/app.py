@@ -18,6 +18,7 @@ from lab_server.routes import (
     jobs,
     nodes,
     privacy,
+    psi,
     recipes,
     users,
 )
@@ -43,7 +44,7 @@ def create_app(
     )
     app.state.services = services
     error_handlers.install(app)
-    for module in (health, nodes, catalogue, recipes, jobs, audit, users, privacy, approvals):
+    for module in (health, nodes, psi, catalogue, recipes, jobs, audit, users, privacy, approvals):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(console.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

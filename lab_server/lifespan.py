@@ -1,4 +1,5 @@
-"""What runs beside the requests: the deadline sweeper that times out unanswered tasks."""
+"""What runs beside the requests: the deadline sweeper that times out unanswered tasks (and
+drops the PSI messages of jobs that have ended)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ async def sweep_forever(services: Services, interval: float = SWEEP_INTERVAL_S) 
         await asyncio.sleep(interval)
         try:
             await run_in_threadpool(services.jobs.sweep_timeouts)
+            # PSI messages live only as long as their job
+            await run_in_threadpool(services.psi.purge_finished)
         except Exception as exc:  # keep sweeping: one bad pass must not stop all timeouts
             log.error("timeout sweep failed with %s", type(exc).__name__, exc_info=exc)
 

@@ -16,6 +16,7 @@ from lab_server.nodes import NodeService
 from lab_server.notify import Notifier
 from lab_server.permissions import Actor, Gate
 from lab_server.privacy import PrivacyService
+from lab_server.psi_relay import PsiRelay
 from lab_server.recipe_book import RecipeBook
 from lab_server.settings import HubSettings
 from lab_server.transparency import Transparency
@@ -35,6 +36,7 @@ class Services:
     privacy: PrivacyService
     approvals: ApprovalService
     transparency: Transparency
+    psi: PsiRelay
     #: sha256(token) → (when looked up, person): see ``auth.current_person``.
     token_cache: dict[str, tuple[float, Actor]] = field(default_factory=dict)
 
@@ -65,6 +67,18 @@ def build_services(
     privacy = PrivacyService(db, book, gate)
     approvals = ApprovalService(db, book, gate)
     transparency = Transparency(db, hub_key)
+    psi = PsiRelay(db, book, notifier)
     return Services(
-        settings, db, hub_key, book, notifier, gate, nodes, jobs, privacy, approvals, transparency
+        settings,
+        db,
+        hub_key,
+        book,
+        notifier,
+        gate,
+        nodes,
+        jobs,
+        privacy,
+        approvals,
+        transparency,
+        psi,
     )

@@ -38,6 +38,8 @@ from node_agent.approvals import ApprovalStore
 from node_agent.connector import Connector, DuckDBConnector
 from node_agent.executor import Executor
 from node_agent.log import LocalLog
+from node_agent.psi_history import MinimumChange
+from node_agent.psi_party import PsiParty
 from node_agent.receipts import ReceiptKeeper
 from node_agent.replay import NonceStore
 from node_agent.settings import NodeSettings
@@ -195,6 +197,7 @@ class NodeAgent:
         self.approvals = ApprovalStore(settings.state, settings.agency)
         self.nonces = NonceStore(settings.nonces_path)
         self.receipts = ReceiptKeeper(settings.state, self.log, lambda: trusted_key(settings))
+        self.psi_history = MinimumChange(settings.state / "psi-history.sqlite")
         self._transport = transport
         self._stop = asyncio.Event()
         self._executor: Executor | None = None
@@ -224,6 +227,7 @@ class NodeAgent:
             finally:
                 await self._drain()
                 self.nonces.close()
+                self.psi_history.close()
                 self.connector.close()
 
     async def _loop(self, client: httpx.AsyncClient) -> None:
@@ -288,6 +292,13 @@ class NodeAgent:
             log=self.log,
             node_key=self.key,
             hub_public_key=pinned,
+            psi=PsiParty(
+                settings=self.settings,
+                connector=self.connector,
+                node_key=self.key,
+                log=self.log,
+                history=self.psi_history,
+            ),
         )
         self.nonces.purge()
         agency_public = self.approvals.public_key()

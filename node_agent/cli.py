@@ -6,6 +6,8 @@
     datalab node revoke --agency A --recipe NAME@VERSION [--reason TEXT]
     datalab node approvals --agency A
     datalab node log --agency A [--verify] [--tail N]
+    datalab node lists --agency A                              owner-only verification lists
+    datalab node export-list --agency A --job JOB --out FILE   export one (.csv or .parquet)
 
 Options left out fall back to ``DATALAB_NODE_*`` environment variables (see docs/node.md).
 The main ``datalab`` command mounts this with :func:`add_node_arguments` and dispatches to
@@ -77,6 +79,15 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     log.add_argument("--verify", action="store_true", help="check the chain and signatures")
     log.add_argument("--tail", type=int, metavar="N", help="show only the last N entries")
 
+    lists = sub.add_parser("lists", help="list the verification lists this node keeps")
+    _add_state_options(lists)
+    export = sub.add_parser(
+        "export-list", help="export a verification list for grid workers (stays in the agency)"
+    )
+    _add_state_options(export)
+    export.add_argument("--job", required=True, help="the matching job's id")
+    export.add_argument("--out", required=True, metavar="FILE", help="a new .csv or .parquet file")
+
 
 def _add_state_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--agency", help="the agency (env DATALAB_NODE_AGENCY)")
@@ -111,6 +122,10 @@ def run_node_command(args: argparse.Namespace, *, registry: RecipeRegistry | Non
             return _list(args, state)
         if command == "log":
             return _log(args, state)
+        if command == "lists":
+            return _lists(state)
+        if command == "export-list":
+            return _export_list(args, state)
         raise UsageError(f"unknown node command {command!r}")
     except UsageError as exc:
         print(f"datalab node: {exc}", file=sys.stderr)
@@ -269,6 +284,25 @@ def _log(args: argparse.Namespace, state: StateSettings) -> int:
         when = datetime.fromtimestamp(e["ts"], UTC).strftime("%Y-%m-%d %H:%M:%S")
         data = json.dumps(e["data"], ensure_ascii=False, sort_keys=True)
         print(f"{e['seq']:>6} {when} {e['event']:<14} {data}")
+    return EXIT_OK
+
+
+def _lists(state: StateSettings) -> int:
+    from node_agent import verification
+
+    kept = verification.available(state.verification_dir)
+    if not kept:
+        print(f"agency {state.agency} keeps no verification lists")
+    for job_id, rows in kept:
+        print(f"{job_id}  {rows} records")
+    return EXIT_OK
+
+
+def _export_list(args: argparse.Namespace, state: StateSettings) -> int:
+    from node_agent import verification
+
+    rows = verification.export(state.verification_dir, args.job, Path(args.out))
+    print(f"exported {rows} records of job {args.job} to {args.out}")
     return EXIT_OK
 
 

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from datalab.geography import CODE_LENGTH
 from datalab.manifest import AgencyManifest, ColumnSpec, DatasetSpec
 from datalab.wire import CatalogueDataset, Table
 from recipes.contract import AggregatePlan, Filter
+from recipes.psi_contract import ActivePeriod
 
 #: Hidden output column carrying the query-set size; never part of the returned table.
 _QSS = "__query_set_size__"
@@ -83,6 +85,17 @@ class Connector(ABC):
     def atoms(self, plans: Sequence[AggregatePlan]) -> Table:
         """Query auditing's atom counts (see ``compile_atoms``); engines may not support it."""
         raise ConnectorError("this connector cannot compute query-auditing atoms")
+
+    def read_local(
+        self,
+        dataset: str,
+        columns: Sequence[str],
+        filters: Sequence[Filter] = (),
+        active: ActivePeriod | None = None,
+    ) -> pa.Table:
+        """Rows of ``columns`` for a matching run INSIDE the node (never sent anywhere): the
+        PSI party turns them into blinded points. Connectors that cannot read rows refuse."""
+        raise ConnectorError("this connector cannot read rows for matching")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the engine's resources."""
@@ -425,6 +438,37 @@ class DuckDBConnector(Connector):
             columns=query.output_columns,
             rows=[[None if v is None else _json_value(v) for v in r] for r in rows],
         )
+
+    def read_local(
+        self,
+        dataset: str,
+        columns: Sequence[str],
+        filters: Sequence[Filter] = (),
+        active: ActivePeriod | None = None,
+    ) -> pa.Table:
+        spec = self._specs.get(dataset)
+        if spec is None:
+            raise ConnectorError(f"this node holds no dataset {dataset!r}")
+        known = {c.name: c for c in spec.columns}
+        params: list[Any] = []
+        select = ", ".join(quote_ident(_column(known, c).name) for c in columns)
+        where = [_compile_filter(f, _column(known, f.column), params) for f in filters]
+        if active is not None:
+            start = quote_ident(_column(known, active.start).name)
+            end = quote_ident(_column(known, active.end).name)
+            where.append(
+                f"{start} <= CAST(? AS DATE) AND ({end} IS NULL OR {end} >= CAST(? AS DATE))"
+            )
+            params += [active.on, active.on]
+        sql = f"SELECT {select} FROM {quote_ident(spec.name)}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._lock:
+            cursor = self._conn.cursor()
+        try:
+            return cursor.sql(sql, params=params).to_arrow_table()
+        finally:
+            cursor.close()
 
     def close(self) -> None:
         self._conn.close()

@@ -17,14 +17,24 @@ from typing import Any
 from datalab.canonical import digest
 from datalab.errors import DatalabError, TaskRefused
 from datalab.signing import BadSignature, SigningKey, verify_value
-from datalab.wire import Partial, PartialStatus, SignedPartial, SignedTask, Table, Task
+from datalab.wire import (
+    ApprovalGrant,
+    Partial,
+    PartialStatus,
+    SignedPartial,
+    SignedTask,
+    Table,
+    Task,
+)
 from node_agent.approvals import ApprovalStore
 from node_agent.connector import Connector, ConnectorError
 from node_agent.log import LocalLog
-from node_agent.policy import check_plan, check_query_set
+from node_agent.policy import check_plan, check_psi_plan, check_query_set
+from node_agent.psi_party import PsiParty
 from node_agent.replay import NonceStore, check_fresh
 from node_agent.settings import NodeSettings
 from recipes.contract import AggregatePlan, Measure, Recipe
+from recipes.psi_contract import PsiRecipe, group_column
 from recipes.registry import RecipeRegistry
 
 logger = logging.getLogger(__name__)
@@ -53,6 +63,8 @@ class Executor:
     log: LocalLog
     node_key: SigningKey
     hub_public_key: str
+    #: the node's PSI role runner (None: this node refuses matching tasks)
+    psi: PsiParty | None = None
     _hashes: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def execute(self, signed: SignedTask) -> SignedPartial:
@@ -130,7 +142,9 @@ class Executor:
             params = recipe.validate(task.params)
         except DatalabError as exc:
             raise TaskRefused(f"recipe {key}: {exc.message}") from None
-        self.approvals.check(task, params)
+        approval = self.approvals.check(task, params)
+        if isinstance(recipe, PsiRecipe):
+            return self._run_psi(task, recipe, params, approval)
         catalogue = {d.name: d for d in self.connector.datasets()}
         dataset = catalogue.get(task.dataset)
         spec = self.connector.spec(task.dataset)
@@ -173,6 +187,42 @@ class Executor:
             return self.connector.atoms([plan, *earlier])
         except ConnectorError as exc:
             raise TaskRefused(f"query auditing: {exc}") from None
+
+    def _run_psi(
+        self, task: Task, recipe: PsiRecipe, params: dict[str, Any], approval: ApprovalGrant
+    ) -> tuple[Table, int, None]:
+        """A matching task: the same checks, then this node's PSI role through the hub."""
+        key = recipe.key
+        agency = self.settings.agency
+        if params.get("mode") == "reveal" and "reveal" not in approval.bounds.get("mode", {}).get(
+            "choices", []
+        ):
+            raise TaskRefused(
+                f"owner-only reveal needs agency {agency}'s explicit approval: datalab node "
+                f"approve --agency {agency} --recipe {key} --bounds "
+                '\'{"mode": {"choices": ["per_group", "reveal"]}}\''
+            )
+        if self.psi is None:
+            raise TaskRefused(f"node {agency} is not set up for matching")
+        catalogue = {d.name: d for d in self.connector.datasets()}
+        dataset = catalogue.get(task.dataset)
+        spec = self.connector.spec(task.dataset)
+        if dataset is None or spec is None:
+            raise TaskRefused(f"agency {agency} holds no dataset {task.dataset!r}")
+        try:
+            plan = recipe.psi_plan(params, dataset)
+        except DatalabError as exc:
+            raise TaskRefused(f"recipe {key}: {exc.message}") from None
+        if plan.dataset != task.dataset:
+            raise TaskRefused(
+                f"recipe {key} planned dataset {plan.dataset!r}, the task is for {task.dataset!r}"
+            )
+        check_psi_plan(plan, spec, self.settings)
+        level = group_column(params)
+        columns = [*([level] if level else []), *recipe.output_measures]
+        table, query_set_size = self.psi.run(task, plan, columns)
+        check_query_set(query_set_size, self.settings)
+        return table, query_set_size, None
 
     def _code_sha256(self, key: str, recipe: Recipe) -> str:
         """The recipe's hash, computed once: it is the code loaded in this process that runs,

@@ -26,6 +26,7 @@ from datalab.manifest import ColumnClass, ColumnSpec, DatasetSpec
 from datalab.wire import CatalogueDataset
 from node_agent.settings import NodeSettings
 from recipes.contract import AggregatePlan, Filter, GroupKey, Measure
+from recipes.psi_contract import PsiPlan
 
 #: The most declared values a non-geographic quasi-identifier may have to be a group key.
 MAX_CATEGORIES = 20
@@ -146,3 +147,32 @@ def _check_measure(m: Measure, col: ColumnSpec) -> None:
         m.lower is not None and m.upper is not None and not m.lower <= m.upper
     ):
         raise TaskRefused(f"measure {m.alias!r}: clamping needs lower ≤ upper, both given")
+
+
+def check_psi_plan(
+    plan: PsiPlan, dataset_spec: DatasetSpec | CatalogueDataset, settings: NodeSettings
+) -> None:
+    """The column policy for a matching plan: identity columns are used only as match keys
+    (inside the node, blinded before they leave), the area column is grouped no finer than
+    ``finest_level``, and filters follow the same rules as an aggregate's."""
+    columns = {c.name: c for c in dataset_spec.columns}
+    where = f"dataset {dataset_spec.name!r}"
+    ident = plan.identity
+    for name in (ident.id, ident.name, ident.birth, ident.sex, plan.area_column):
+        if name is not None and name not in columns:
+            raise TaskRefused(f"match key: column {name!r} is not in {where}")
+    if plan.group_level is not None:
+        area = GroupKey(column=plan.area_column, level=plan.group_level)
+        _check_group_key(area, columns[plan.area_column], settings)
+    elif columns[plan.area_column].geo_level is None:
+        raise TaskRefused(f"column {plan.area_column!r} holds no area codes")
+    for f in plan.filters:
+        col = columns.get(f.column)
+        if col is None:
+            raise TaskRefused(f"filter: column {f.column!r} is not in {where}")
+        _check_filter(f, col, settings)
+    if plan.active is not None:
+        for name in (plan.active.start, plan.active.end):
+            col = columns.get(name)
+            if col is None or col.klass in (ColumnClass.IDENTIFIER, ColumnClass.SENSITIVE):
+                raise TaskRefused(f"period: column {name!r} is not a usable date in {where}")

@@ -73,6 +73,11 @@ class StateSettings(BaseSettings):
     def log_path(self) -> Path:
         return self.state / LOG_FILE
 
+    @property
+    def verification_dir(self) -> Path:
+        """Owner-only reveal lists (one Parquet file per job), for the agency's grid workers."""
+        return self.state / "verification"
+
 
 class NodeSettings(StateSettings):
     """Everything a running node agent needs."""
@@ -94,6 +99,13 @@ class NodeSettings(StateSettings):
     duckdb_threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     #: tasks of one poll that may run at the same time.
     max_concurrent_tasks: int = Field(default=2, ge=1, le=16)
+    #: answering PSI: the smallest client set (per group) this node matches against.
+    psi_min_set: int = Field(default=20, ge=1)
+    #: answering PSI: a client set differing from an earlier one from the same agency by at
+    #: least 1 and fewer than this many items is refused (differencing attack).
+    psi_min_change: int = Field(default=10, ge=1)
+    #: processes for the PSI curve work (default: all cores).
+    psi_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
 
     @field_validator("hub_url")
     @classmethod

@@ -48,5 +48,15 @@ def default_registry() -> RecipeRegistry:
     from recipes.aggregate import FederatedAggregate
     from recipes.dp_aggregate import DPAggregate
     from recipes.key_groups import KeyGroupsByArea
+    from recipes.missed_registration import MissedRegistration
+    from recipes.should_cancel import ShouldCancel
 
-    return RecipeRegistry([FederatedAggregate(), KeyGroupsByArea(), DPAggregate()])
+    return RecipeRegistry(
+        [
+            FederatedAggregate(),
+            KeyGroupsByArea(),
+            DPAggregate(),
+            MissedRegistration(),
+            ShouldCancel(),
+        ]
+    )

@@ -35,3 +35,5 @@ def test_notebook_runs_against_a_live_lab(
         assert "refused:" in text and "identifier" in text
     if path.name == "02_requesting_approval.ipynb":
         assert "refused:" in text and "level='grid' is not among the approved" in text
+    if path.name == "03_matching.ipynb":
+        assert "refused:" in text and "reveal" in text

@@ -15,9 +15,15 @@ from recipes.key_groups import KeyGroupsByArea
 from recipes.registry import RecipeRegistry, default_registry
 
 
-def test_default_registry_lists_both() -> None:
+def test_default_registry_lists_the_shipped_recipes() -> None:
     keys = [r.key for r in default_registry().all()]
-    assert keys == ["aggregate@1.0.0", "dp_aggregate@1.0.0", "key_groups@1.0.0"]
+    assert keys == [
+        "aggregate@1.0.0",
+        "dp_aggregate@1.0.0",
+        "key_groups@1.0.0",
+        "missed_registration@1.0.0",
+        "should_cancel@1.0.0",
+    ]
 
 
 def test_get_latest_and_exact() -> None:

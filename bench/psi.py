@@ -1,0 +1,218 @@
+"""PSI benchmark: raw openmined-psi vs our match through the hub, single and multi-process.
+
+All in one run, on the same n x n sets (half of the client's IDs are also the server's):
+
+(a) raw_s          openmined-psi alone, one process: request, setup, process, intersection size;
+(b) lab_s          the lab end to end: analyst -> hub -> housing node (client) and public
+                   security node (server) exchanging PSI messages through the hub relay ->
+                   count released to the analyst; ``missed_registration`` in cardinality mode,
+                   one PSI worker per node;
+(c) lab_parallel_s the same with the chunked parallel mode on all cores (one key per run);
+(d) bound_s        the machine's P-256 ECDH rate measured now (``openssl speed ecdhp256``, one
+                   process per core): ECDH-PSI needs about 4 curve operations per element, so
+                   4 n / (rate x cores) is the floor no implementation on this machine beats.
+
+    python bench/psi.py                # n = 1,000,000
+    python bench/psi.py --quick        # n = 20,000
+    python bench/psi.py --n 100000
+
+The last line printed is JSON: {"bench": "psi", "n", "raw_s", "lab_s", "lab_parallel_s",
+"bound_s", "overhead": lab_s/raw_s, "speedup": lab_s/lab_parallel_s, "bound_fraction":
+bound_s/lab_parallel_s}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import private_set_intersection.python as psi
+
+from datalab.client import Lab
+from datalab.local_lab import ANALYST, LocalLab, free_port
+from datalab.manifest import AgencyManifest
+from datalab.synth import SynthConfig, synthesize
+from datalab.synth.ids import build_id_matrix, matrix_to_strings
+
+GRID = "440105001001001"
+
+
+def ids(start: int, n: int) -> pa.Array:
+    """``n`` distinct valid national IDs (the sequence number runs through birth dates)."""
+    k = np.arange(start, start + n, dtype=np.int64)
+    days = k // 500
+    birth = 19700101 + (days // 28) % 12 * 100 + (days // 336) * 10000 + days % 28
+    seq = k % 500 * 2 + 1
+    region = np.full(n, 440105, dtype=np.int64)
+    return matrix_to_strings(build_id_matrix(region, birth, seq))
+
+
+def build_city(folder: Path, n: int) -> tuple[list[str], list[str]]:
+    """A two-agency city: n current tenancies and n active registrations, half overlapping."""
+    synthesize(SynthConfig(people=2_000, seed=3), folder / "template")
+    client_ids, server_ids = ids(0, n), ids(n // 2, n)
+    for agency, dataset, table in (
+        (
+            "housing",
+            "tenancy_contracts",
+            pa.table(
+                {
+                    "contract_id": pa.array([f"C{i}" for i in range(n)]),
+                    "tenant_id_number": client_ids,
+                    "tenant_name": pa.nulls(n, pa.string()),
+                    "tenant_sex": pa.nulls(n, pa.string()),
+                    "tenant_birth_date": pa.nulls(n, pa.string()),
+                    "grid": pa.array([GRID] * n),
+                    "start_date": pa.array(np.full(n, np.datetime64("2025-01-01", "D"))),
+                    "end_date": pa.nulls(n, pa.date32()),
+                    "monthly_rent": pa.array(np.full(n, 1500.0)),
+                }
+            ),
+        ),
+        (
+            "public_security",
+            "registrations",
+            pa.table(
+                {
+                    "id_number": server_ids,
+                    "name": pa.nulls(n, pa.string()),
+                    "sex": pa.nulls(n, pa.string()),
+                    "birth_date": pa.nulls(n, pa.date32()),
+                    "reg_type": pa.array(["floating"] * n),
+                    "reg_grid": pa.array([GRID] * n),
+                    "registered_on": pa.array(np.full(n, np.datetime64("2024-01-01", "D"))),
+                    "status": pa.array(["active"] * n),
+                    "cancelled_on": pa.nulls(n, pa.date32()),
+                }
+            ),
+        ),
+    ):
+        template = folder / "template" / agency
+        manifest = AgencyManifest.load(template)
+        manifest.datasets = [d for d in manifest.datasets if d.name == dataset]
+        spec = manifest.datasets[0]
+        spec.rows = n
+        (folder / agency).mkdir(parents=True)
+        pq.write_table(table, folder / agency / spec.path)
+        manifest.write(folder / agency)
+    shutil.rmtree(folder / "template")
+    prefix = f"@{GRID}"
+    return (
+        [f"id:{v}{prefix}" for v in client_ids.to_pylist()],
+        [f"id:{v}{prefix}" for v in server_ids.to_pylist()],
+    )
+
+
+def raw(client_items: list[str], server_items: list[str]) -> tuple[float, int]:
+    started = time.perf_counter()
+    client = psi.client.CreateWithNewKey(False)
+    server = psi.server.CreateWithNewKey(False)
+    request = client.CreateRequest(client_items)
+    setup = server.CreateSetupMessage(1e-9, len(client_items), server_items, psi.DataStructure.GCS)
+    response = server.ProcessRequest(request)
+    size = client.GetIntersectionSize(setup, response)
+    return time.perf_counter() - started, size
+
+
+def lab_run(city: Path, state: Path, workers: int, n: int) -> tuple[float, int]:
+    os.environ["DATALAB_NODE_PSI_WORKERS"] = str(workers)
+    lab = LocalLab(city_dir=city, state_dir=state, port=free_port(), node_timeout_s=7200)
+    lab.start()
+    try:
+        with Lab(lab.url, lab.tokens[ANALYST], timeout=600) as analyst:
+            started = time.perf_counter()
+            frame = analyst.run(
+                "missed_registration",
+                source="tenancy",
+                mode="cardinality",
+                progress=False,
+                timeout=7200,
+            )
+            seconds = time.perf_counter() - started
+        return seconds, n - int(frame["missed"].iloc[0])
+    finally:
+        lab.stop()
+
+
+def ecdh_rate(cores: int) -> float:
+    """P-256 ECDH operations per second per core, measured with OpenSSL now."""
+    procs = [
+        subprocess.Popen(
+            ["openssl", "speed", "-seconds", "2", "ecdhp256"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(cores)
+    ]
+    rates = []
+    for proc in procs:
+        out, _ = proc.communicate()
+        match = re.search(r"256 bits ecdh \(nistp256\)\s+[\d.]+s\s+([\d.]+)", out)
+        if match is None:
+            raise RuntimeError("could not read openssl speed's ECDH rate")
+        rates.append(float(match.group(1)))
+    return sum(rates) / len(rates)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="n = 20,000")
+    parser.add_argument("--n", type=int, default=None, help="items on each side")
+    args = parser.parse_args()
+    n = args.n or (20_000 if args.quick else 1_000_000)
+    cores = os.cpu_count() or 1
+    work = Path(tempfile.mkdtemp(prefix="bench-psi-"))
+    try:
+        print(f"building two agencies with {n:,} IDs each (half shared)", flush=True)
+        client_items, server_items = build_city(work / "city", n)
+        raw_s, raw_size = raw(client_items, server_items)
+        print(f"raw openmined-psi, 1 process:   {raw_s:8.2f} s  (intersection {raw_size:,})")
+        lab_s, lab_size = lab_run(work / "city", work / "lab1", 1, n)
+        print(f"lab end to end, 1 worker/node:  {lab_s:8.2f} s  (intersection {lab_size:,})")
+        par_s, par_size = lab_run(work / "city", work / "lab2", cores, n)
+        print(f"lab end to end, {cores} workers/node: {par_s:8.2f} s  (intersection {par_size:,})")
+        rate = ecdh_rate(cores)
+        bound_s = 4 * n / (rate * cores)
+        print(f"P-256 ECDH {rate:,.0f} op/s per core x {cores}: bound {bound_s:.2f} s")
+        if not raw_size == lab_size == par_size == n - n // 2:
+            print("warning: the intersection sizes differ", file=sys.stderr)
+        print(
+            f"overhead {lab_s / raw_s:.2f}x, speed-up {lab_s / par_s:.2f}x, "
+            f"bound reached {bound_s / par_s:.0%}"
+        )
+        print(
+            json.dumps(
+                {
+                    "bench": "psi",
+                    "n": n,
+                    "raw_s": round(raw_s, 3),
+                    "lab_s": round(lab_s, 3),
+                    "lab_parallel_s": round(par_s, 3),
+                    "bound_s": round(bound_s, 3),
+                    "overhead": round(lab_s / raw_s, 3),
+                    "speedup": round(lab_s / par_s, 3),
+                    "bound_fraction": round(bound_s / par_s, 3),
+                }
+            )
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The PSI relay: carries openmined-psi messages between the two tasks of a matching job.
+
+Nodes connect only outbound, so the two parties of a match cannot talk directly; the hub passes
+their messages on. What it passes are blinded curve points and the answering node's setup
+(``datalab.wire.PsiMessage``): no identifier, and nothing the hub can unblind. The relay keeps
+them in memory, per receiving task, only while the job is live — they are dropped as soon as the
+job ends (``purge_finished``, run by the hub's sweeper) and never written to the database or a
+log. A hub restart loses them; the job's tasks then time out, which is the safe outcome.
+
+A message is accepted only from a signed node, for a task of its own agency, in a live job of a
+matching recipe with exactly two tasks; it is delivered to the other task.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import selectinload
+
+from datalab.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
+from datalab.wire import PsiMessage
+from lab_server.db import Database, Job, TaskRow
+from lab_server.notify import Notifier
+from lab_server.recipe_book import RecipeBook
+from recipes.psi_contract import PsiRecipe
+
+_FINAL = ("released", "failed", "refused")
+#: the most bytes of messages held for one job at a time (a client request of 1M items is
+#: ~47 MB in base64; this bounds memory against a misbehaving node).
+MAX_JOB_BYTES = 512 * 1024 * 1024
+
+
+def psi_key(task_id: str) -> str:
+    return f"psi:{task_id}"
+
+
+@dataclass
+class _Route:
+    job_id: str
+    peer_task: str
+
+
+@dataclass
+class _JobBox:
+    bytes: int = 0
+    seq: int = 0
+    inbox: dict[str, list[PsiMessage]] = field(default_factory=dict)
+
+
+class PsiRelay:
+    def __init__(self, db: Database, book: RecipeBook, notifier: Notifier) -> None:
+        self._db = db
+        self._book = book
+        self._notifier = notifier
+        self._lock = threading.Lock()
+        self._routes: dict[str, _Route] = {}
+        self._jobs: dict[str, _JobBox] = {}
+
+    def _route(self, agency: str, task_id: str) -> _Route:
+        """Where a task's messages go; checks the task is the caller's, in a live PSI job."""
+        with self._db.read() as session:
+            task = session.get(TaskRow, task_id)
+            if task is None:
+                raise NotFound(f"no task {task_id}")
+            if task.agency != agency:
+                raise Forbidden("that task is not this node's")
+            job = session.get(Job, task.job_id, options=[selectinload(Job.tasks)])
+            assert job is not None
+            if job.state in _FINAL:
+                raise Conflict(f"job {job.id} has ended; its PSI messages are gone")
+            try:
+                recipe = self._book.get(job.recipe, job.version)
+            except NotFound:
+                recipe = None
+            if not isinstance(recipe, PsiRecipe) or len(job.tasks) != 2:
+                raise BadRequest("only the two tasks of a matching job exchange PSI messages")
+            peer = next(t.id for t in job.tasks if t.id != task_id)
+            return _Route(job_id=job.id, peer_task=peer)
+
+    def _live_route(self, agency: str, task_id: str) -> _Route:
+        route = self._routes.get(task_id)
+        if route is None or route.job_id not in self._jobs:
+            route = self._route(agency, task_id)
+            with self._lock:
+                self._routes[task_id] = route
+                self._jobs.setdefault(route.job_id, _JobBox())
+        return route
+
+    def post(self, agency: str, task_id: str, message: PsiMessage) -> int:
+        route = self._live_route(agency, task_id)
+        size = len(message.body) + len(message.digests)
+        with self._lock:
+            box = self._jobs.get(route.job_id)
+            if box is None:
+                raise Conflict(f"job {route.job_id} has ended; its PSI messages are gone")
+            if box.bytes + size > MAX_JOB_BYTES:
+                raise PayloadTooLarge("this job's PSI messages exceed the relay's limit")
+            box.seq += 1
+            box.bytes += size
+            stored = message.model_copy(update={"seq": box.seq, "sender": agency})
+            box.inbox.setdefault(route.peer_task, []).append(stored)
+        self._notifier.notify(psi_key(route.peer_task))
+        return stored.seq
+
+    def take(self, agency: str, task_id: str, after: int) -> list[PsiMessage]:
+        """Messages for ``task_id`` with ``seq > after``; delivered ones are dropped (the node
+        acknowledges by asking for later ones), so memory holds only what is in flight."""
+        route = self._live_route(agency, task_id)
+        with self._lock:
+            box = self._jobs.get(route.job_id)
+            if box is None:
+                return []
+            inbox = box.inbox.get(task_id, [])
+            kept = [m for m in inbox if m.seq > after]
+            box.bytes -= sum(len(m.body) + len(m.digests) for m in inbox if m.seq <= after)
+            box.inbox[task_id] = kept
+            return list(kept)
+
+    def purge_finished(self) -> int:
+        """Drop the messages of every job that has ended; how many jobs were dropped."""
+        with self._lock:
+            job_ids = list(self._jobs)
+        if not job_ids:
+            return 0
+        with self._db.read() as session:
+            ended = [
+                j for j in job_ids if (job := session.get(Job, j)) is None or job.state in _FINAL
+            ]
+        with self._lock:
+            for job_id in ended:
+                self._jobs.pop(job_id, None)
+            gone = [t for t, r in self._routes.items() if r.job_id in ended]
+            for task_id in gone:
+                del self._routes[task_id]
+        # a node still waiting on an ended job's mailbox hears at once that it is gone
+        self._notifier.notify(*(psi_key(t) for t in gone))
+        return len(ended)
+
+    def held(self) -> int:
+        """Messages held now (for tests and the operator)."""
+        with self._lock:
+            return sum(len(m) for box in self._jobs.values() for m in box.inbox.values())

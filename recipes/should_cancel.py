@@ -1,0 +1,147 @@
+"""``should_cancel``: active registrations of people who have died — candidates for cancellation.
+
+Public security's registrations are updated late or never when a resident dies (the seed city's
+"should-be-cancelled" flag). Here public security's node (the PSI client) asks health's death
+certificates (the server), by private set intersection through the hub, how many of its active
+registrations belong to someone with a death record anywhere in the city — per area of the
+registration, at ``level``. Neither agency sees the other's identifiers; the analyst gets counts
+through disclosure control. In ``reveal`` mode (approved by both agencies) public security's node
+keeps the list of those registrations for its grid workers; it never leaves that node.
+
+Records are keyed by normalised national ID, or — with ``cascade`` — by name + birth date + sex
+(``node_agent/identity.py``). The other half of the flag in the seed city — registered, but no
+tenancy, contribution or activity in the area for N months — needs a match against three
+agencies at once and is not covered by this recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from datalab.errors import InvalidParameters
+from datalab.wire import CatalogueDataset
+from recipes.contract import (
+    DatasetRole,
+    DisclosurePolicy,
+    Filter,
+    OutputColumn,
+    ParamSpec,
+    RecipeManifest,
+    Target,
+    validate_params,
+)
+from recipes.psi_contract import Identity, PsiPlan, PsiRecipe
+
+REGISTRATIONS = "population_registration"
+DEATHS = "death_registrations"
+PERSON = Identity(id="id_number", name="name", birth="birth_date", sex="sex")
+
+
+class ShouldCancel(PsiRecipe):
+    output_measures: ClassVar[list[str]] = ["deceased", "checked"]
+    manifest = RecipeManifest(
+        name="should_cancel",
+        version="1.0.0",
+        title="Registrations that should be cancelled: the registered person has died",
+        purpose=(
+            "Counts, per area of the registration, of active registrations with public "
+            "security whose person has a death certificate with health. Identifiers are "
+            "matched by private set intersection between the two agencies' nodes through the "
+            "hub's relay: no agency, the hub or the analyst sees the other's identifiers. With "
+            "mode 'reveal', approved by both agencies, public security's node also keeps the "
+            "list of those registrations for its grid workers; that list never leaves it."
+        ),
+        datasets=[
+            DatasetRole(
+                role="registrations",
+                kind=REGISTRATIONS,
+                required_columns=["id_number", "name", "birth_date", "sex", "reg_grid", "status"],
+                description="public security's registrations (the asking node)",
+            ),
+            DatasetRole(
+                role="deaths",
+                kind=DEATHS,
+                required_columns=["id_number", "name", "birth_date", "sex"],
+                description="health's death certificates (the answering node)",
+            ),
+        ],
+        params=[
+            ParamSpec(
+                name="mode",
+                type="str",
+                default="per_group",
+                choices=["cardinality", "per_group", "reveal"],
+                description="one count, a count per area, or owner-only reveal (both approve)",
+            ),
+            ParamSpec(
+                name="level",
+                type="level",
+                default="community",
+                choices=["district", "street", "community", "grid"],
+                description="the area level (of the registration) the counts are given per",
+            ),
+            ParamSpec(
+                name="cascade",
+                type="bool",
+                default=True,
+                description="match on name + birth date + sex where the ID is missing/invalid",
+            ),
+        ],
+        output=[
+            OutputColumn(name="<level>", type="string", description="area (not cardinality)"),
+            OutputColumn(name="deceased", type="integer", description="registrations of the dead"),
+            OutputColumn(name="checked", type="integer", description="active registrations"),
+        ],
+        disclosure=DisclosurePolicy(min_cell=10, complementary=True, allow_missing_nodes=False),
+    )
+
+    def validate(
+        self, params: Mapping[str, Any], catalogue: Sequence[tuple[str, CatalogueDataset]] = ()
+    ) -> dict[str, Any]:
+        out = validate_params(self.manifest.params, params)
+        if catalogue:
+            self.targets(out, catalogue)
+        return out
+
+    def targets(
+        self, params: Mapping[str, Any], catalogue: Sequence[tuple[str, CatalogueDataset]]
+    ) -> list[Target]:
+        """The registrations (the client) and the death certificates (the server)."""
+        out = []
+        for wanted in (REGISTRATIONS, DEATHS):
+            found = [Target(agency=a, dataset=d.name) for a, d in catalogue if d.kind == wanted]
+            if len(found) != 1:
+                raise InvalidParameters(
+                    f"matching needs exactly one dataset of kind {wanted!r} in the catalogue; "
+                    f"found {len(found)}"
+                )
+            out.append(found[0])
+        return out
+
+    def psi_plan(self, params: Mapping[str, Any], dataset: CatalogueDataset) -> PsiPlan:
+        mode = params["mode"]
+        if dataset.kind == DEATHS:
+            return PsiPlan(
+                role="server",
+                dataset=dataset.name,
+                identity=PERSON,
+                area_column="grid",
+                match_level="city",
+                mode=mode,
+                cascade=params["cascade"],
+            )
+        if dataset.kind != REGISTRATIONS:
+            raise InvalidParameters(f"dataset {dataset.name!r} is neither registrations nor deaths")
+        return PsiPlan(
+            role="client",
+            dataset=dataset.name,
+            identity=PERSON,
+            area_column="reg_grid",
+            match_level="city",
+            group_level=None if mode == "cardinality" else params["level"],
+            mode=mode,
+            cascade=params["cascade"],
+            filters=[Filter(column="status", op="eq", value="active")],
+            flag="matched",
+        )
