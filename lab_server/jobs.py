@@ -183,9 +183,9 @@ class JobService:
                     expires_at=expires_at,
                     nonce=secrets.token_hex(16),
                     audit=(
-                        None
-                        if epsilon is not None
-                        else priors_for(session, actor.name, target.agency, target.dataset)
+                        priors_for(session, actor.name, target.agency, target.dataset)
+                        if epsilon is None and recipe.query_audited
+                        else None
                     ),
                 )
                 body = task.model_dump(mode="json")
@@ -449,7 +449,7 @@ class JobService:
             rules = self._rules(session, recipe, done)
             min_cell = rules.min_cell
             protected = self._protect(combined, rules, _query_set(session, done))
-            if recipe.privacy_cost(job.params) is None:
+            if recipe.privacy_cost(job.params) is None and recipe.query_audited:
                 check_and_remember(
                     session,
                     job,

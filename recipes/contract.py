@@ -199,6 +199,12 @@ class Recipe(ABC):
         """
         return validate_params(self.manifest.params, params)
 
+    #: whether the hub audits this recipe's exact releases against differencing (the nodes
+    #: answer atom counts over the analyst's earlier query sets). Matching recipes have no
+    #: AggregatePlan to audit; their protection is the answering node's minimum set size and
+    #: minimum-change rule.
+    query_audited: ClassVar[bool] = True
+
     def privacy_cost(self, params: Mapping[str, Any]) -> float | None:
         """The epsilon a job with these parameters spends from each target dataset's budget
         (None: the recipe is not differentially private, and query auditing applies)."""

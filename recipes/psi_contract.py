@@ -79,6 +79,7 @@ class PsiRecipe(Recipe):
     #: the partial's measure columns, in order: the flag count (the count column for
     #: disclosure control) and ``checked`` (the client's people matched at all)
     output_measures: ClassVar[list[str]] = ["missed", "checked"]
+    query_audited: ClassVar[bool] = False
 
     def psi_plan(self, params: Mapping[str, Any], dataset: CatalogueDataset) -> PsiPlan:
         """The node-side plan for one of the two datasets (its role follows from its kind)."""
