@@ -79,12 +79,12 @@ class PsiRelay:
             return _Route(job_id=job.id, peer_task=peer)
 
     def _live_route(self, agency: str, task_id: str) -> _Route:
-        route = self._routes.get(task_id)
-        if route is None or route.job_id not in self._jobs:
-            route = self._route(agency, task_id)
-            with self._lock:
-                self._routes[task_id] = route
-                self._jobs.setdefault(route.job_id, _JobBox())
+        """Checked against the database on every call (one small read per message): a cached
+        answer would skip the ownership check, or accept messages after the job ended."""
+        route = self._route(agency, task_id)
+        with self._lock:
+            self._routes[task_id] = route
+            self._jobs.setdefault(route.job_id, _JobBox())
         return route
 
     def post(self, agency: str, task_id: str, message: PsiMessage) -> int:
