@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from datalab.canonical import digest
 from datalab.wire import Table
 from lab_server.catalogue import load_catalogue
 from lab_server.db import Job, ReleasedQuery, TaskRow
@@ -36,9 +37,17 @@ def priors_for(session: Session, analyst: str, agency: str, dataset: str) -> lis
             ReleasedQuery.dataset == dataset,
         )
         .order_by(ReleasedQuery.id.desc())
-        .limit(MAX_PRIOR)
+        .limit(MAX_PRIOR * 5)
     ).scalars()
-    return [{"job_id": r.job_id, "filters": r.filters, "group_by": r.group_by} for r in rows]
+    # A query repeated with the same filters and groups released the same cells: differencing
+    # against it again adds nothing, so only its latest release is audited (and the nodes count
+    # atoms over distinct query sets only).
+    latest: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        shape = digest({"filters": r.filters, "group_by": r.group_by})
+        if shape not in latest and len(latest) < MAX_PRIOR:
+            latest[shape] = {"job_id": r.job_id, "filters": r.filters, "group_by": r.group_by}
+    return list(latest.values())
 
 
 def check_and_remember(
