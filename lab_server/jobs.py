@@ -34,6 +34,7 @@ from datalab.errors import (
 )
 from datalab.signing import BadSignature, SigningKey, verify_value
 from datalab.wire import (
+    CatalogueDataset,
     ErrorInfo,
     JobRequest,
     JobState,
@@ -52,7 +53,7 @@ from lab_server.db import Database, Dataset, Job, TaskRow
 from lab_server.notify import Notifier, job_key, node_key
 from lab_server.permissions import Actor, Gate, Resource, decide
 from lab_server.privacy import agency_layers
-from lab_server.query_audit import check_and_remember, priors_for
+from lab_server.query_audit import check_and_remember, priors_for, query_shape
 from lab_server.recipe_book import RecipeBook
 from lab_server.settings import HubSettings
 from recipes.contract import Combined, Recipe, Target
@@ -169,6 +170,11 @@ class JobService:
                 self._check_epsilon(session, epsilon, targets)
                 scopes = [budget.dataset_scope(t.agency, t.dataset) for t in targets]
                 budget.debit(session, actor.name, scopes, epsilon, job.id)
+            catalogue = (
+                {Target(agency=a, dataset=d.name): d for a, d in load_catalogue(session)}
+                if epsilon is None and recipe.query_audited
+                else {}
+            )
             for target in targets:
                 task = Task(
                     task_id=uuid.uuid4().hex,
@@ -183,7 +189,13 @@ class JobService:
                     expires_at=expires_at,
                     nonce=secrets.token_hex(16),
                     audit=(
-                        priors_for(session, actor.name, target.agency, target.dataset)
+                        priors_for(
+                            session,
+                            actor.name,
+                            target.agency,
+                            target.dataset,
+                            current=_shape(recipe, params, catalogue.get(target)),
+                        )
                         if epsilon is None and recipe.query_audited
                         else None
                     ),
@@ -565,3 +577,8 @@ def to_view(job: Job, *, with_result: bool = False) -> JobView:
 def fingerprint(view: JobView) -> tuple[str, ...]:
     """What a job long-poll watches: the job's state and each task's state."""
     return (view.state.value, *(f"{t.agency}/{t.dataset}:{t.state.value}" for t in view.tasks))
+
+
+def _shape(recipe: Recipe, params: dict[str, Any], dataset: CatalogueDataset | None) -> str | None:
+    """The query shape of this job on one dataset (None if the catalogue lacks it)."""
+    return None if dataset is None else query_shape(recipe.plan(params, dataset))

@@ -27,8 +27,24 @@ from recipes.contract import AggregatePlan, GroupKey, Recipe
 MAX_PRIOR = 10
 
 
-def priors_for(session: Session, analyst: str, agency: str, dataset: str) -> list[dict[str, Any]]:
-    """The analyst's latest released queries on one dataset, as a task's ``audit`` list."""
+def query_shape(plan: AggregatePlan) -> str:
+    """What makes two releases the same query set and grouping (so the same cells)."""
+    return digest(
+        {
+            "filters": [f.model_dump(mode="json") for f in plan.filters],
+            "group_by": [g.model_dump(mode="json") for g in plan.group_by],
+        }
+    )
+
+
+def priors_for(
+    session: Session, analyst: str, agency: str, dataset: str, current: str | None = None
+) -> list[dict[str, Any]]:
+    """The analyst's latest released queries on one dataset, as a task's ``audit`` list.
+
+    ``current`` is the ``query_shape`` of the query being asked: earlier releases of exactly
+    that query released exactly these cells, so they are left out.
+    """
     rows = session.execute(
         select(ReleasedQuery)
         .where(
@@ -45,7 +61,7 @@ def priors_for(session: Session, analyst: str, agency: str, dataset: str) -> lis
     latest: dict[str, dict[str, Any]] = {}
     for r in rows:
         shape = digest({"filters": r.filters, "group_by": r.group_by})
-        if shape not in latest and len(latest) < MAX_PRIOR:
+        if shape != current and shape not in latest and len(latest) < MAX_PRIOR:
             latest[shape] = {"job_id": r.job_id, "filters": r.filters, "group_by": r.group_by}
     return list(latest.values())
 

@@ -164,7 +164,8 @@ class Executor:
         except ConnectorError as exc:
             raise TaskRefused(f"recipe {key}: {exc}") from None
         check_query_set(query_set_size, self.settings)
-        atoms = self._audit_atoms(plan, task.audit, spec) if task.audit is not None else None
+        # atoms matter only against earlier queries: with none, no second scan
+        atoms = self._audit_atoms(plan, task.audit, spec) if task.audit else None
         return table, query_set_size, atoms
 
     def _audit_atoms(self, plan: AggregatePlan, audit: list[dict[str, Any]], spec: Any) -> Table:
