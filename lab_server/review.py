@@ -10,7 +10,6 @@ would compute and release, before any real row is touched.
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import tempfile
 from pathlib import Path
@@ -43,7 +42,7 @@ def review(hub: Services, actor: Actor, request_id: str) -> ApprovalReview:
     mock, note = mock_output(hub, recipe, actor.agency or "", request.bounds)
     return ApprovalReview(
         request=request,
-        code=inspect.getsource(inspect.getmodule(type(recipe))),  # type: ignore[arg-type]
+        code=recipe.code_source(),
         manifest=recipe.manifest.model_dump(mode="json"),
         mock=mock,
         mock_note=note,

@@ -19,6 +19,7 @@ import hashlib
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from types import ModuleType
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -184,10 +185,39 @@ class Recipe(ABC):
     def key(self) -> str:
         return f"{self.manifest.name}@{self.manifest.version}"
 
+    def code_modules(self) -> list[ModuleType]:
+        """The recipe's module and every ``recipes`` module it uses, directly or not.
+
+        An approval must pin all the code that decides what a recipe computes: a recipe that
+        reuses another's helpers (``dp_aggregate`` uses ``aggregate``'s checks, every recipe uses
+        this contract) would otherwise change behaviour under an unchanged hash.
+        """
+        start = inspect.getmodule(type(self))
+        assert start is not None
+        found: dict[str, ModuleType] = {}
+        todo = [start]
+        while todo:
+            module = todo.pop()
+            if module.__name__ in found:
+                continue
+            found[module.__name__] = module
+            for value in vars(module).values():
+                used = value if isinstance(value, ModuleType) else inspect.getmodule(value)
+                if (
+                    used is not None
+                    and used.__name__.startswith(f"{__package__}.")
+                    and used.__name__ not in found
+                ):
+                    todo.append(used)
+        return [start, *sorted((m for m in found.values() if m is not start), key=_name)]
+
+    def code_source(self) -> str:
+        """The reviewed source an approval pins: each module with a header naming it."""
+        return "".join(f"# ---- {m.__name__}\n{inspect.getsource(m)}" for m in self.code_modules())
+
     def code_sha256(self) -> str:
-        """sha256 of this recipe's module source: what an approval pins."""
-        source = inspect.getsource(inspect.getmodule(type(self)))  # type: ignore[arg-type]
-        return hashlib.sha256(source.encode("utf-8")).hexdigest()
+        """sha256 of ``code_source()``: what an approval pins."""
+        return hashlib.sha256(self.code_source().encode("utf-8")).hexdigest()
 
     def validate(
         self, params: Mapping[str, Any], catalogue: Sequence[tuple[str, CatalogueDataset]] = ()
@@ -399,3 +429,7 @@ def add_partials(
             for j, i in enumerate(value_at):
                 acc[j] += row[i] or 0
     return sorted(totals.items(), key=lambda item: tuple(sort_key(v) for v in item[0]))
+
+
+def _name(module: ModuleType) -> str:
+    return module.__name__

@@ -56,18 +56,22 @@ def test_not_found_messages() -> None:
         reg.get("aggregate", "9.9.9")
 
 
-def test_code_sha256_is_the_module_source_hash() -> None:
+def test_code_sha256_covers_the_module_and_the_recipes_code_it_uses() -> None:
     agg, kg = FederatedAggregate(), KeyGroupsByArea()
     assert agg.code_sha256() == agg.code_sha256() == FederatedAggregate().code_sha256()
-    source = inspect.getsource(recipes.aggregate)
+    assert [m.__name__ for m in agg.code_modules()] == ["recipes.aggregate", "recipes.contract"]
+    source = "".join(
+        f"# ---- {m.__name__}\n{inspect.getsource(m)}"
+        for m in (recipes.aggregate, recipes.contract)
+    )
+    assert agg.code_source() == source
     assert agg.code_sha256() == hashlib.sha256(source.encode("utf-8")).hexdigest()
     # a different source hashes differently, so an approval pins exactly one reviewed code
     assert agg.code_sha256() != kg.code_sha256()
-    assert (
-        kg.code_sha256()
-        == hashlib.sha256(inspect.getsource(recipes.key_groups).encode("utf-8")).hexdigest()
-    )
     assert len(agg.code_sha256()) == 64
+    # a recipe that reuses another's helpers pins that code too
+    dp = default_registry().get("dp_aggregate")
+    assert {"recipes.aggregate", "recipes.contract"} <= {m.__name__ for m in dp.code_modules()}
 
 
 def test_manifests_are_complete() -> None:
