@@ -101,33 +101,23 @@ class JobService:
         self._gate.ensure_allowed(actor, "run-job")
         try:
             recipe, params, targets = self._plan(request)
-        except DatalabError as exc:
-            with self._db.write() as session:
-                audit.record(
-                    session,
-                    audit.JobRejected(
-                        actor=actor.name, recipe=request.recipe, code=exc.code, message=exc.message
-                    ),
-                )
-            raise
-        now = time.time()
-        code_sha256 = self._book.code_sha256(recipe)
-        job = Job(
-            id=uuid.uuid4().hex,
-            analyst=actor.name,
-            recipe=recipe.name,
-            version=recipe.version,
-            code_sha256=code_sha256,
-            params=params,
-            state=JobState.QUEUED.value,
-            created_at=now,
-            updated_at=now,
-        )
-        expires_at = now + self._settings.node_timeout_s
-        epsilon = recipe.privacy_cost(params)
-        try:
+            now = time.time()
+            job = Job(
+                id=uuid.uuid4().hex,
+                analyst=actor.name,
+                recipe=recipe.name,
+                version=recipe.version,
+                code_sha256=self._book.code_sha256(recipe),
+                params=params,
+                state=JobState.QUEUED.value,
+                created_at=now,
+                updated_at=now,
+            )
+            expires_at = now + self._settings.node_timeout_s
+            epsilon = recipe.privacy_cost(params)
+            # e.g. the privacy budget cannot pay: the transaction writes nothing
             view = self._write_job(actor, job, recipe, params, targets, epsilon, now, expires_at)
-        except DatalabError as exc:  # e.g. the privacy budget cannot pay: nothing was written
+        except DatalabError as exc:
             with self._db.write() as session:
                 audit.record(
                     session,

@@ -210,20 +210,7 @@ class FederatedAggregate(Recipe):
             raise JobFailed("no partial results to combine")
         measure = params.get("measure") or "count"
         level = params.get("level") or "district"
-        first = partials[0].columns
-        keys: list[str] = []
-        geo: str | None = None
-        for name in params.get("group_by") or []:
-            # an area column comes back named after the level, which may be its own name
-            # (grid at grid level): that key is still the area key, for suppression up the
-            # hierarchy
-            if level in first and geo is None and (name == level or name not in first):
-                keys.append(level)
-                geo = level
-            elif name in first:
-                keys.append(name)
-            else:
-                raise JobFailed(f"a partial result lacks the group key {name!r}")
+        keys, geo = partial_keys(params, partials, level)
         wanted = ["n", "sum"] if measure in ("sum", "mean") else ["n"]
         tops = _top_two(partials, keys) if measure in ("sum", "mean") else None
         contributions: list[tuple[float, float, float]] = []
@@ -266,6 +253,28 @@ def _top_two(partials: Sequence[Table], keys: Sequence[str]) -> dict[tuple[Any, 
             merged = out.get(key, []) + [float(v) for v in values]
             out[key] = sorted(merged, reverse=True)[:2]
     return out
+
+
+def partial_keys(
+    params: Mapping[str, Any], partials: Sequence[Table], level: str
+) -> tuple[list[str], str | None]:
+    """The key columns of the partials, in group-by order, and which of them is the area key.
+
+    An area column comes back named after the level, which may be its own name (grid at grid
+    level): that key is still the area key, for suppression up the hierarchy.
+    """
+    first = partials[0].columns
+    keys: list[str] = []
+    geo: str | None = None
+    for name in params.get("group_by") or []:
+        if level in first and geo is None and (name == level or name not in first):
+            keys.append(level)
+            geo = level
+        elif name in first:
+            keys.append(name)
+        else:
+            raise JobFailed(f"a partial result lacks the group key {name!r}")
+    return keys, geo
 
 
 # ---------------------------------------------------------------------- catalogue checks

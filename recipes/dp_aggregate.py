@@ -32,7 +32,7 @@ from typing import Any
 from datalab.errors import InvalidParameters, JobFailed, TaskRefused
 from datalab.manifest import ColumnClass
 from datalab.wire import CatalogueDataset, Table
-from recipes.aggregate import FederatedAggregate, _check_against
+from recipes.aggregate import FederatedAggregate, _check_against, partial_keys
 from recipes.contract import (
     AggregatePlan,
     Combined,
@@ -254,20 +254,7 @@ class DPAggregate(FederatedAggregate):
             raise JobFailed("no partial results to combine")
         measure = params.get("measure") or "count"
         level = params.get("level") or "district"
-        first = partials[0].columns
-        keys: list[str] = []
-        geo: str | None = None
-        for name in params.get("group_by") or []:
-            # an area column comes back named after the level, which may be its own name
-            # (grid at grid level): that key is still the area key, for suppression up the
-            # hierarchy
-            if level in first and geo is None and (name == level or name not in first):
-                keys.append(level)
-                geo = level
-            elif name in first:
-                keys.append(name)
-            else:
-                raise JobFailed(f"a partial result lacks the group key {name!r}")
+        keys, geo = partial_keys(params, partials, level)
         wanted = ["n", "sum"] if measure in ("sum", "mean") else ["n"]
         exact = {key: acc for key, acc in add_partials(partials, keys, wanted)}
         groups = [tuple(g) for g in itertools.product(*(params.get("domain") or []))]
