@@ -32,7 +32,6 @@ from datalab.errors import TaskRefused, error_from_body
 from datalab.signing import SigningKey, sign_request
 from datalab.wire import PsiMessage, Table, Task
 from node_agent.connector import Connector
-from node_agent.identity import IdentityColumns, areas, client_elements, server_elements
 from node_agent.log import LocalLog
 from node_agent.psi import (
     CHUNK_ITEMS,
@@ -44,6 +43,13 @@ from node_agent.psi import (
     warm_up,
 )
 from node_agent.psi_history import MinimumChange, as_set, keyed_digests, summary_key
+from node_agent.psi_units import (
+    client_sets,
+    flagged_elements,
+    group_counts,
+    query_units,
+    server_set,
+)
 from node_agent.settings import NodeSettings
 from node_agent.verification import split_key, write_list
 from recipes.psi_contract import PsiPlan
@@ -161,8 +167,7 @@ class PsiParty:
         self, task: Task, plan: PsiPlan, link: RelayLink, output_columns: list[str]
     ) -> tuple[Table, int]:
         table = self._read(plan)
-        identity = IdentityColumns(**plan.identity.model_dump())
-        items, counts = server_elements(table, identity, plan.area_column, plan.match_level)
+        items, counts = server_set(table, plan)
         min_set, min_change = self.settings.psi_min_set, self.settings.psi_min_change
         link.send(PsiMessage(kind="terms", meta={"min_set": min_set, "min_change": min_change}))
         hello = link.receive({"hello"})
@@ -268,33 +273,13 @@ class PsiParty:
         self, task: Task, plan: PsiPlan, link: RelayLink, output_columns: list[str]
     ) -> tuple[Table, int]:
         table = self._read(plan)
-        identity = IdentityColumns(**plan.identity.model_dump())
-        elements, counts = client_elements(
-            table, identity, plan.area_column, plan.match_level, cascade=plan.cascade
-        )
-        groups = (
-            areas(table, plan.area_column, plan.group_level)
-            if plan.group_level
-            else [""] * table.num_rows
-        )
-        records: dict[tuple[str, str], int] = {}
-        for element, group in zip(elements, groups, strict=True):
-            if element is not None and group is not None:
-                records[(group, element)] = records.get((group, element), 0) + 1
-        by_group: dict[str, list[str]] = {}
-        for (group, element), n in sorted(records.items()):
-            if n >= plan.min_records:
-                by_group.setdefault(group, []).append(element)
+        sets = client_sets(table, plan)
         terms = link.receive({"terms"})
         if terms.kind == "refused":
             raise TaskRefused(f"agency {terms.sender} refused: {terms.meta.get('reason', '')}")
         min_set = int(terms.meta.get("min_set", 1))
         reveal = plan.mode == "reveal"
-        if plan.mode == "per_group":
-            units = {g: items for g, items in by_group.items() if len(items) >= min_set}
-        else:
-            everything = sorted({e for items in by_group.values() for e in items})
-            units = {"": everything} if len(everything) >= min_set else {}
+        units = query_units(sets, plan, min_set)
         if not units:
             reason = f"no set to match has the answering node's minimum of {min_set} items"
             link.send(PsiMessage(kind="refused", meta={"reason": reason}))
@@ -302,13 +287,13 @@ class PsiParty:
         unit_keys = list(units)
         link.send(
             PsiMessage(
-                kind="hello", meta={"units": [len(units[g]) for g in unit_keys], "reveal": reveal}
+                kind="hello", meta={"units": [len(units[k]) for k in unit_keys], "reveal": reveal}
             )
         )
         client = PsiClient(reveal=reveal, workers=self.settings.psi_workers)
         secret = summary_key(self.settings.state)
-        for u, group in enumerate(unit_keys):
-            items = units[group]
+        for u, unit in enumerate(unit_keys):
+            items = units[unit]
             for part, (request, chunk) in enumerate(
                 zip(client.requests(items), chunked(items), strict=True)
             ):
@@ -323,7 +308,7 @@ class PsiParty:
                 )
         setup_bytes = self._receive_setup(link)
         responses: dict[int, dict[int, bytes]] = {u: {} for u in range(len(unit_keys))}
-        expected = sum(max(1, math.ceil(len(units[g]) / CHUNK_ITEMS)) for g in unit_keys)
+        expected = sum(max(1, math.ceil(len(units[k]) / CHUNK_ITEMS)) for k in unit_keys)
         for _ in range(expected):
             message = link.receive({"response"})
             if message.kind == "refused":
@@ -331,18 +316,20 @@ class PsiParty:
                     f"agency {message.sender} refused: {message.meta.get('reason', '')}"
                 )
             responses[message.unit][message.part] = _unb64(message.body)
-        flag_count: dict[str, int | None] = dict.fromkeys(by_group)
-        checked: dict[str, int | None] = dict.fromkeys(by_group)
+
+        def merged(u: int) -> list[bytes]:
+            return [responses[u][p] for p in sorted(responses[u])]
+
         if reveal:
-            items = units[""]
-            chunks = [responses[0][p] for p in sorted(responses[0])]
-            found = set(client.intersection(setup_bytes, chunks, len(items)))
-            wanted = plan.flag == "matched"
-            flagged = {e for i, e in enumerate(items) if (i in found) == wanted}
+            found = {
+                k: set(client.intersection(setup_bytes, merged(u), len(units[k])))
+                for u, k in enumerate(unit_keys)
+            }
+            flagged = flagged_elements(plan, units, found)
+            per_group: dict[str, tuple[int | None, int | None]] = {}
             rows = []
-            for group, group_items in by_group.items():
-                checked[group] = len(group_items)
-                flag_count[group] = sum(1 for e in group_items if e in flagged)
+            for group, group_items in sets.by_group.items():
+                per_group[group] = (sum(1 for e in group_items if e in flagged), len(group_items))
                 rows += [
                     {**split_key(e), "group": group or None, "status": plan.flag}
                     for e in group_items
@@ -359,24 +346,23 @@ class PsiParty:
                 },
             )
         else:
-            for u, group in enumerate(unit_keys):
-                chunks = [responses[u][p] for p in sorted(responses[u])]
-                n = len(units[group])
-                checked[group] = n
-                matched = client.cardinality(setup_bytes, chunks, n)
-                flag_count[group] = matched if plan.flag == "matched" else n - matched
+            matched = {
+                k: client.cardinality(setup_bytes, merged(u), len(units[k]))
+                for u, k in enumerate(unit_keys)
+            }
+            per_group = group_counts(sets, plan, units, matched)
         self.log.append(
             "psi_asked",
             {
                 "task_id": task.task_id,
                 "job_id": task.job_id,
                 "units": len(unit_keys),
-                "items": sum(len(units[g]) for g in unit_keys),
-                **counts.as_dict(),
+                "items": sum(len(units[k]) for k in unit_keys),
+                **sets.counts.as_dict(),
             },
         )
         if plan.group_level:
-            out = [[g, flag_count[g], checked[g]] for g in sorted(by_group)]
+            out = [[g, *per_group[g]] for g in sorted(sets.by_group)]
         else:
-            out = [[flag_count[""], checked[""]]] if "" in flag_count else []
-        return Table(columns=output_columns, rows=out), counts.records
+            out = [list(per_group[""])] if "" in per_group else []
+        return Table(columns=output_columns, rows=out), sets.counts.records

@@ -71,6 +71,12 @@ class PsiPlan(Strict):
     #: which of the client's records the flag is about: those the server does not hold
     #: ("unmatched", e.g. not registered there) or those it holds ("matched", e.g. deceased)
     flag: Literal["unmatched", "matched"] = "unmatched"
+    #: a second, coarser match level (e.g. ``city``): each client person is queried at both
+    #: levels in one job, and the flag counts those the server holds at ``outer_level`` but not
+    #: at ``match_level`` (registered in the city, not where they live). The client keys each
+    #: person to ONE area (where most of its records are), so the two counts are of the same
+    #: people and their difference never double-counts; the server inserts both levels.
+    outer_level: Level | None = None
 
 
 class PsiRecipe(Recipe):

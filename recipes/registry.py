@@ -49,6 +49,7 @@ def default_registry() -> RecipeRegistry:
     from recipes.dp_aggregate import DPAggregate
     from recipes.key_groups import KeyGroupsByArea
     from recipes.missed_registration import MissedRegistration
+    from recipes.separation import Separation
     from recipes.should_cancel import ShouldCancel
 
     return RecipeRegistry(
@@ -58,5 +59,6 @@ def default_registry() -> RecipeRegistry:
             DPAggregate(),
             MissedRegistration(),
             ShouldCancel(),
+            Separation(),
         ]
     )

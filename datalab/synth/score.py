@@ -39,10 +39,17 @@ class Score:
 
 
 def score_lists(
-    city_dir: Path, lists: Iterable[Path], flag_type: str, evidence: str | None = None
+    city_dir: Path,
+    lists: Iterable[Path],
+    flag_type: str,
+    evidence: str | None = None,
+    truth_area: str = "grid",
 ) -> Score:
     """Score the union of ``lists``; with ``evidence``, only flags carrying that evidence count
-    (e.g. ``death_record``: the deceased half of should_cancel)."""
+    (e.g. ``death_record``: the deceased half of should_cancel). ``truth_area`` is the flag's
+    column a listed area must contain: ``grid`` (the grid the flag concerns) or ``home_grid``
+    (where the person lives: a separation list names where people live, the flag's ``grid`` is
+    the registered one)."""
     truth = Path(city_dir) / "truth"
     people = pq.read_table(
         truth / "people.parquet", columns=["person", "id_number", "name", "sex", "birth_date"]
@@ -64,14 +71,14 @@ def score_lists(
         )
     }
     flags = pq.read_table(
-        truth / "flags.parquet", columns=["person", "flag_type", "grid", "evidence"]
+        truth / "flags.parquet", columns=["person", "flag_type", truth_area, "evidence"]
     )
     flagged = {
         p: g
         for p, t, g, e in zip(
             flags.column("person").to_pylist(),
             flags.column("flag_type").to_pylist(),
-            flags.column("grid").to_pylist(),
+            flags.column(truth_area).to_pylist(),
             flags.column("evidence").to_pylist(),
             strict=True,
         )

@@ -22,6 +22,7 @@ def test_default_registry_lists_the_shipped_recipes() -> None:
         "dp_aggregate@1.0.0",
         "key_groups@1.0.0",
         "missed_registration@1.0.0",
+        "separation@1.0.0",
         "should_cancel@1.0.0",
     ]
 
