@@ -58,6 +58,19 @@ def matching_session(lab: LocalLab, city: Path, heading: str) -> None:
     path = lab.verification_list("public_security", dead.attrs["provenance"].job_id)
     score = score_lists(city, [path], "should_cancel", evidence="death_record")
     print(f"   registrations of the dead (public security asks health): {score.line()}")
+    print("   person-household separation: household registered in the city, not where they live")
+    for agency in ("housing", "activity", "public_security"):
+        lab.approve_reveal(agency, "separation")
+    separated = []
+    for source, agency in (("tenancy", "housing"), ("night_activity", "activity")):
+        frame = analyst.run(
+            "separation", source=source, mode="reveal", level="district", progress=False
+        )
+        separated.append(lab.verification_list(agency, frame.attrs["provenance"].job_id))
+        score = score_lists(city, separated[-1:], "separation", truth_area="home_grid")
+        print(f"   {source:<17} {score.line()}")
+    both = score_lists(city, separated, "separation", truth_area="home_grid")
+    print(f"   {'both sources':<17} {both.line()}")
     print("   the lists never left the nodes; an admin exports one with:")
     print(
         f"   datalab node export-list --agency housing --state {lab.node_state('housing')} "

@@ -86,7 +86,7 @@ GETTING_STARTED = [
 
 MATCHING = [
     new_markdown_cell(
-        "# Cross-agency matching: suspected missed registrations\n\n"
+        "# Cross-agency matching: missed registrations, separation, should-cancel\n\n"
         "Housing knows who rents where; the activity source knows who sleeps where; public "
         "security knows who is registered where. `missed_registration` matches them by "
         "**private set intersection**: the two agencies' nodes exchange blinded curve points "
@@ -120,18 +120,37 @@ MATCHING = [
         "laying each community out as a row and its grids as columns keeps neighbours together."
     ),
     new_code_cell(
-        "def heat(frame, ax, title):\n"
-        '    f = frame.assign(community=frame["grid"].str[:12], cell=frame["grid"].str[12:])\n'
-        '    table = f.pivot(index="community", columns="cell", values="missed")\n'
+        'def heat(frame, ax, title, value="missed"):\n'
+        "    code = frame.columns[0]  # grid: rows are communities; community: rows are streets\n"
+        "    f = frame.assign(row=frame[code].str[:-3], cell=frame[code].str[-3:])\n"
+        '    table = f.pivot(index="row", columns="cell", values=value)\n'
         '    image = ax.imshow(table.to_numpy(dtype=float), cmap="OrRd", aspect="auto")\n'
         "    ax.set_yticks(range(len(table.index)), table.index, fontsize=6)\n"
-        '    ax.set_xlabel("grid within the community")\n'
-        "    ax.set_title(title)\n"
+        '    ax.set_xlabel(f"{code} within its parent area")\n'
+        "    ax.set_title(title, fontsize=9)\n"
         "    plt.colorbar(image, ax=ax, shrink=0.8)\n\n\n"
         "fig, axes = plt.subplots(1, 2, figsize=(11, 5))\n"
         'heat(tenancy, axes[0], "tenancy, not registered there")\n'
         'heat(night, axes[1], "night-time presence, not registered there")\n'
         "plt.tight_layout()"
+    ),
+    new_markdown_cell(
+        "## The other two flags\n"
+        "`separation`: people living in an area (night-time presence at home) whose *household* "
+        "registration is in another grid of the city — computed as two matches of the same "
+        "people in one job (registered in the city − registered where they live). "
+        "`should_cancel`: active registrations of people with a death certificate (public "
+        "security asks health), per community of the registration."
+    ),
+    new_code_cell(
+        'separated = lab.run("separation", source="night_activity", level="grid")\n'
+        'deceased = lab.run("should_cancel", level="community")\n'
+        "fig, axes = plt.subplots(1, 3, figsize=(15, 5))\n"
+        'heat(night, axes[0], "missed registration (night-time presence)")\n'
+        'heat(separated, axes[1], "separation: household registered elsewhere", "separated")\n'
+        'heat(deceased, axes[2], "should cancel: registered, deceased", "deceased")\n'
+        "plt.tight_layout()\n"
+        'separated[["separated", "checked"]].sum()'
     ),
     new_markdown_cell(
         "## What stays out of reach\nThe list of *who* did not match exists only in owner-only "
