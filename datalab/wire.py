@@ -88,6 +88,9 @@ class Task(Wire):
     #: query auditing (non-DP recipes): the filters and group keys of the queries this analyst
     #: was already released on this dataset; the node answers with atom counts over them.
     audit: list[dict[str, Any]] | None = None
+    #: matching jobs: the agencies of the job's tasks, the asking one (the PSI client) first,
+    #: then the answering ones; each node addresses its relay messages with these ([]: not PSI).
+    peers: list[str] = Field(default_factory=list)
 
 
 class SignedTask(Wire):
@@ -425,6 +428,8 @@ class PsiMessage(Wire):
     digests: str = ""
     seq: int = 0
     sender: str = ""
+    #: the receiving agency (one of the task's ``peers``); "" in a two-task job: the other task
+    to: str = ""
 
 
 class PsiPosted(Wire):

@@ -57,6 +57,7 @@ from lab_server.query_audit import check_and_remember, priors_for, query_shape
 from lab_server.recipe_book import RecipeBook
 from lab_server.settings import HubSettings
 from recipes.contract import Combined, Recipe, Target
+from recipes.psi_contract import PsiRecipe
 from recipes.release import QuerySet
 from recipes.rules import BY_NAME, Rules, effective
 
@@ -189,6 +190,7 @@ class JobService:
                         if epsilon is None and recipe.query_audited
                         else None
                     ),
+                    peers=[t.agency for t in targets] if isinstance(recipe, PsiRecipe) else [],
                 )
                 body = task.model_dump(mode="json")
                 job.tasks.append(

@@ -8,7 +8,9 @@ job ends (``purge_finished``, run by the hub's sweeper) and never written to the
 log. A hub restart loses them; the job's tasks then time out, which is the safe outcome.
 
 A message is accepted only from a signed node, for a task of its own agency, in a live job of a
-matching recipe with exactly two tasks; it is delivered to the other task.
+matching recipe; it is delivered to the other task of a two-party job, or — in a job with
+several answering agencies — to the task of the agency it names (``to``), which must be one of
+the parties the hub listed in the sender's signed task (``Task.peers``).
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ class PsiRelay:
         self._routes: dict[str, _Route] = {}
         self._jobs: dict[str, _JobBox] = {}
 
-    def _route(self, agency: str, task_id: str) -> _Route:
-        """Where a task's messages go; checks the task is the caller's, in a live PSI job."""
+    def _route(self, agency: str, task_id: str, to: str | None) -> _Route:
+        """Where a task's messages go (to agency ``to``, or the one other task of a two-party
+        job); checks the task is the caller's, in a live PSI job."""
         with self._db.read() as session:
             task = session.get(TaskRow, task_id)
             if task is None:
@@ -73,22 +76,34 @@ class PsiRelay:
                 recipe = self._book.get(job.recipe, job.version)
             except NotFound:
                 recipe = None
-            if not isinstance(recipe, PsiRecipe) or len(job.tasks) != 2:
-                raise BadRequest("only the two tasks of a matching job exchange PSI messages")
-            peer = next(t.id for t in job.tasks if t.id != task_id)
-            return _Route(job_id=job.id, peer_task=peer)
+            if not isinstance(recipe, PsiRecipe) or len(job.tasks) < 2:
+                raise BadRequest("only the tasks of a matching job exchange PSI messages")
+            if to is None:  # reading its own mailbox: no receiver to find
+                return _Route(job_id=job.id, peer_task="")
+            others = [t for t in job.tasks if t.id != task_id]
+            if to:
+                # only to an agency the hub named in this task's signed peers
+                peers = task.task.get("peers", [])
+                if to not in peers or to == agency:
+                    raise BadRequest(f"agency {to!r} is not another party of this matching job")
+                if agency != peers[0] and to != peers[0]:
+                    raise Forbidden("an answering agency sends only to the asking agency")
+                others = [t for t in others if t.agency == to]
+            if len(others) != 1:
+                raise BadRequest("name the receiving agency (to): this job has several parties")
+            return _Route(job_id=job.id, peer_task=others[0].id)
 
-    def _live_route(self, agency: str, task_id: str) -> _Route:
+    def _live_route(self, agency: str, task_id: str, to: str | None) -> _Route:
         """Checked against the database on every call (one small read per message): a cached
         answer would skip the ownership check, or accept messages after the job ended."""
-        route = self._route(agency, task_id)
+        route = self._route(agency, task_id, to)
         with self._lock:
             self._routes[task_id] = route
             self._jobs.setdefault(route.job_id, _JobBox())
         return route
 
     def post(self, agency: str, task_id: str, message: PsiMessage) -> int:
-        route = self._live_route(agency, task_id)
+        route = self._live_route(agency, task_id, message.to)
         size = len(message.body) + len(message.digests)
         with self._lock:
             box = self._jobs.get(route.job_id)
@@ -106,7 +121,7 @@ class PsiRelay:
     def take(self, agency: str, task_id: str, after: int) -> list[PsiMessage]:
         """Messages for ``task_id`` with ``seq > after``; delivered ones are dropped (the node
         acknowledges by asking for later ones), so memory holds only what is in flight."""
-        route = self._live_route(agency, task_id)
+        route = self._live_route(agency, task_id, None)
         with self._lock:
             box = self._jobs.get(route.job_id)
             if box is None:

@@ -195,14 +195,6 @@ class Executor:
         """A matching task: the same checks, then this node's PSI role through the hub."""
         key = recipe.key
         agency = self.settings.agency
-        if params.get("mode") == "reveal" and "reveal" not in approval.bounds.get("mode", {}).get(
-            "choices", []
-        ):
-            raise TaskRefused(
-                f"owner-only reveal needs agency {agency}'s explicit approval: datalab node "
-                f"approve --agency {agency} --recipe {key} --bounds "
-                '\'{"mode": {"choices": ["per_group", "reveal"]}}\''
-            )
         if self.psi is None:
             raise TaskRefused(f"node {agency} is not set up for matching")
         catalogue = {d.name: d for d in self.connector.datasets()}
@@ -217,6 +209,15 @@ class Executor:
         if plan.dataset != task.dataset:
             raise TaskRefused(
                 f"recipe {key} planned dataset {plan.dataset!r}, the task is for {task.dataset!r}"
+            )
+        # the plan's mode, not the analyst's: a recipe may need reveal to compute counts
+        if plan.mode == "reveal" and "reveal" not in approval.bounds.get("mode", {}).get(
+            "choices", []
+        ):
+            raise TaskRefused(
+                f"owner-only reveal needs agency {agency}'s explicit approval: datalab node "
+                f"approve --agency {agency} --recipe {key} --bounds "
+                '\'{"mode": {"choices": ["per_group", "reveal"]}}\''
             )
         check_psi_plan(plan, spec, self.settings)
         level = group_column(params)

@@ -44,6 +44,7 @@ from node_agent.psi import (
 )
 from node_agent.psi_history import MinimumChange, as_set, keyed_digests, summary_key
 from node_agent.psi_units import (
+    Unit,
     client_sets,
     flagged_elements,
     group_counts,
@@ -85,12 +86,16 @@ class RelayLink:
         self._url = f"{settings.hub_url}{API}/nodes/{settings.agency}/psi/{task.task_id}/messages"
         self._after = 0
         self._pending: list[PsiMessage] = []
+        #: the agency this link talks to unless told otherwise: an answering node talks only
+        #: to the asking one (``Task.peers[0]``); "" in a two-party job from an older hub
+        self.peer = task.peers[0] if task.peers and task.peers[0] != settings.agency else ""
 
     def _headers(self, method: str, body: bytes) -> dict[str, str]:
         path = httpx.URL(self._url).path
         return sign_request(self._key, self._settings.agency, method, path, body)
 
-    def send(self, message: PsiMessage) -> None:
+    def send(self, message: PsiMessage, to: str | None = None) -> None:
+        message = message.model_copy(update={"to": self.peer if to is None else to})
         body = message.model_dump_json().encode()
         headers = self._headers("POST", body)
         headers["Content-Type"] = "application/json"
@@ -98,12 +103,14 @@ class RelayLink:
         if response.status_code >= 400:
             raise error_from_body(response.status_code, _json(response))
 
-    def receive(self, kinds: Iterable[str]) -> PsiMessage:
-        """The next message of one of ``kinds`` (a ``refused`` always ends the wait)."""
+    def receive(self, kinds: Iterable[str], sender: str | None = None) -> PsiMessage:
+        """The next message of one of ``kinds`` from ``sender`` (default: this link's peer; ""
+        for anyone); a ``refused`` always ends the wait."""
         wanted = {*kinds, "refused"}
+        sender = self.peer if sender is None else sender
         while True:
             for i, message in enumerate(self._pending):
-                if message.kind in wanted:
+                if message.kind in wanted and (not sender or message.sender == sender):
                     return self._pending.pop(i)
             remaining = self._task.expires_at - time.time()
             if remaining <= 0:
@@ -253,12 +260,12 @@ class PsiParty:
 
     # ---------------------------------------------------------------- the asking node
 
-    def _receive_setup(self, link: RelayLink) -> bytes:
+    def _receive_setup(self, link: RelayLink, sender: str) -> bytes:
         """The server's setup, sent in parts so each message stays under the hub's body limit."""
         pieces: dict[int, bytes] = {}
         parts = 1
         while len(pieces) < parts:
-            message = link.receive({"setup"})
+            message = link.receive({"setup"}, sender)
             if message.kind == "refused":
                 raise TaskRefused(
                     f"agency {message.sender} refused: {message.meta.get('reason', '')}"
@@ -269,28 +276,104 @@ class PsiParty:
             raise PsiRefused("the PSI setup's parts do not add up")
         return b"".join(pieces[i] for i in range(parts))
 
+    def _stop(self, link: RelayLink, servers: list[str], reason: str) -> TaskRefused:
+        for server in servers:
+            link.send(PsiMessage(kind="refused", meta={"reason": reason}), to=server)
+        return TaskRefused(reason)
+
     def ask(
         self, task: Task, plan: PsiPlan, link: RelayLink, output_columns: list[str]
     ) -> tuple[Table, int]:
+        """The asking node's role, against one answering node or several (``Task.peers``):
+        with several, the flag is about records none of them holds (``unmatched``), which
+        needs each record's membership, so only reveal mode is possible."""
         table = self._read(plan)
         sets = client_sets(table, plan)
-        terms = link.receive({"terms"})
-        if terms.kind == "refused":
-            raise TaskRefused(f"agency {terms.sender} refused: {terms.meta.get('reason', '')}")
-        min_set = int(terms.meta.get("min_set", 1))
+        servers = [p for p in task.peers[1:] if p != self.settings.agency] or [""]
         reveal = plan.mode == "reveal"
+        min_set = 1
+        for server in servers:
+            terms = link.receive({"terms"}, server)
+            if terms.kind == "refused":
+                reason = f"agency {terms.sender} refused: {terms.meta.get('reason', '')}"
+                raise self._stop(link, [s for s in servers if s != server], reason)
+            min_set = max(min_set, int(terms.meta.get("min_set", 1)))
+        if len(servers) > 1 and not reveal:
+            raise self._stop(link, servers, "several answering agencies need reveal mode")
         units = query_units(sets, plan, min_set)
         if not units:
             reason = f"no set to match has the answering node's minimum of {min_set} items"
-            link.send(PsiMessage(kind="refused", meta={"reason": reason}))
-            raise TaskRefused(reason)
+            raise self._stop(link, servers, reason)
         unit_keys = list(units)
+        found: dict[Unit, set[int]] = {k: set() for k in unit_keys}
+        matched: dict[Unit, int] = {}
+        for server in servers:
+            # a fresh key per answering agency: none can link its run to another's
+            client = PsiClient(reveal=reveal, workers=self.settings.psi_workers)
+            setup, responses = self._exchange(link, server, client, units, unit_keys)
+            for u, k in enumerate(unit_keys):
+                if reveal:
+                    found[k] |= set(client.intersection(setup, responses[u], len(units[k])))
+                else:
+                    matched[k] = client.cardinality(setup, responses[u], len(units[k]))
+        if reveal:
+            flagged = flagged_elements(plan, units, found)
+            per_group: dict[str, tuple[int | None, int | None]] = {}
+            rows = []
+            for group, group_items in sets.by_group.items():
+                per_group[group] = (sum(1 for e in group_items if e in flagged), len(group_items))
+                rows += [
+                    {**split_key(e), "group": group or None, "status": plan.flag}
+                    for e in group_items
+                    if e in flagged
+                ]
+            if plan.verification_list:
+                path = write_list(self.settings.verification_dir, task.job_id, rows)
+                self.log.append(
+                    "verification_list_written",
+                    {
+                        "task_id": task.task_id,
+                        "job_id": task.job_id,
+                        "file": path.name,
+                        "rows": len(rows),
+                    },
+                )
+        else:
+            per_group = group_counts(sets, plan, units, matched)
+        self.log.append(
+            "psi_asked",
+            {
+                "task_id": task.task_id,
+                "job_id": task.job_id,
+                "answering": len(servers),
+                "units": len(unit_keys),
+                "items": sum(len(units[k]) for k in unit_keys),
+                **sets.counts.as_dict(),
+            },
+        )
+        if plan.group_level:
+            out = [[g, *per_group[g]] for g in sorted(sets.by_group)]
+        else:
+            out = [list(per_group[""])] if "" in per_group else []
+        return Table(columns=output_columns, rows=out), sets.counts.records
+
+    def _exchange(
+        self,
+        link: RelayLink,
+        server: str,
+        client: PsiClient,
+        units: dict[Unit, list[str]],
+        unit_keys: list[Unit],
+    ) -> tuple[bytes, list[list[bytes]]]:
+        """One answering node's run: hello, requests, then its setup and every unit's chunk
+        responses, merged in order per unit (no per-chunk result is ever computed)."""
         link.send(
             PsiMessage(
-                kind="hello", meta={"units": [len(units[k]) for k in unit_keys], "reveal": reveal}
-            )
+                kind="hello",
+                meta={"units": [len(units[k]) for k in unit_keys], "reveal": client.reveal},
+            ),
+            to=server,
         )
-        client = PsiClient(reveal=reveal, workers=self.settings.psi_workers)
         secret = summary_key(self.settings.state)
         for u, unit in enumerate(unit_keys):
             items = units[unit]
@@ -304,65 +387,17 @@ class PsiParty:
                         part=part,
                         body=_b64(request),
                         digests=_b64(keyed_digests(secret, chunk)),
-                    )
+                    ),
+                    to=server,
                 )
-        setup_bytes = self._receive_setup(link)
+        setup = self._receive_setup(link, server)
         responses: dict[int, dict[int, bytes]] = {u: {} for u in range(len(unit_keys))}
         expected = sum(max(1, math.ceil(len(units[k]) / CHUNK_ITEMS)) for k in unit_keys)
         for _ in range(expected):
-            message = link.receive({"response"})
+            message = link.receive({"response"}, server)
             if message.kind == "refused":
                 raise TaskRefused(
                     f"agency {message.sender} refused: {message.meta.get('reason', '')}"
                 )
             responses[message.unit][message.part] = _unb64(message.body)
-
-        def merged(u: int) -> list[bytes]:
-            return [responses[u][p] for p in sorted(responses[u])]
-
-        if reveal:
-            found = {
-                k: set(client.intersection(setup_bytes, merged(u), len(units[k])))
-                for u, k in enumerate(unit_keys)
-            }
-            flagged = flagged_elements(plan, units, found)
-            per_group: dict[str, tuple[int | None, int | None]] = {}
-            rows = []
-            for group, group_items in sets.by_group.items():
-                per_group[group] = (sum(1 for e in group_items if e in flagged), len(group_items))
-                rows += [
-                    {**split_key(e), "group": group or None, "status": plan.flag}
-                    for e in group_items
-                    if e in flagged
-                ]
-            path = write_list(self.settings.verification_dir, task.job_id, rows)
-            self.log.append(
-                "verification_list_written",
-                {
-                    "task_id": task.task_id,
-                    "job_id": task.job_id,
-                    "file": path.name,
-                    "rows": len(rows),
-                },
-            )
-        else:
-            matched = {
-                k: client.cardinality(setup_bytes, merged(u), len(units[k]))
-                for u, k in enumerate(unit_keys)
-            }
-            per_group = group_counts(sets, plan, units, matched)
-        self.log.append(
-            "psi_asked",
-            {
-                "task_id": task.task_id,
-                "job_id": task.job_id,
-                "units": len(unit_keys),
-                "items": sum(len(units[k]) for k in unit_keys),
-                **sets.counts.as_dict(),
-            },
-        )
-        if plan.group_level:
-            out = [[g, *per_group[g]] for g in sorted(sets.by_group)]
-        else:
-            out = [list(per_group[""])] if "" in per_group else []
-        return Table(columns=output_columns, rows=out), sets.counts.records
+        return setup, [[responses[u][p] for p in sorted(responses[u])] for u in responses]

@@ -77,6 +77,9 @@ class PsiPlan(Strict):
     #: person to ONE area (where most of its records are), so the two counts are of the same
     #: people and their difference never double-counts; the server inserts both levels.
     outer_level: Level | None = None
+    #: reveal mode: keep the flagged records as an owner-only verification list (False when
+    #: reveal is only the means, e.g. several answering agencies, and the output is counts)
+    verification_list: bool = True
 
 
 class PsiRecipe(Recipe):

@@ -51,6 +51,7 @@ def default_registry() -> RecipeRegistry:
     from recipes.missed_registration import MissedRegistration
     from recipes.separation import Separation
     from recipes.should_cancel import ShouldCancel
+    from recipes.should_cancel_absent import ShouldCancelAbsent
 
     return RecipeRegistry(
         [
@@ -60,5 +61,6 @@ def default_registry() -> RecipeRegistry:
             MissedRegistration(),
             ShouldCancel(),
             Separation(),
+            ShouldCancelAbsent(),
         ]
     )

@@ -1,0 +1,194 @@
+"""``should_cancel_absent``: active registrations of people no agency sees in the city any more.
+
+The second half of the seed city's "should-be-cancelled" flag: registered, but no tenancy, no
+social-insurance contribution and no activity in the city for N months — people who left (or
+died) without anyone cancelling their registration. Public security's node (the PSI client)
+asks THREE answering agencies in one job — housing (tenancies current on ``as_of``), hrss
+(contributions in the ``months`` months up to ``as_of``) and the activity source (any event in
+the window it holds, 30 days) — and a registration is flagged only when none of them holds it.
+
+"None of them" cannot be computed from intersection sizes alone (|A∖(S₁∪S₂∪S₃)| needs the
+overlaps of the answering sets, which no one may learn), so the asking node runs each match in
+owner-only reveal mode: it learns which of ITS OWN registrations each agency holds, combines
+that inside its domain, and sends the analyst only counts per area. That is more than a
+cardinality, so every one of the four agencies must approve reveal for this recipe (their nodes
+refuse otherwise), even when the analyst asks for counts; with ``mode="reveal"`` public
+security's node also keeps the list of flagged registrations for its grid workers. Each
+answering node sees one client set of the usual kind and nothing of the others' answers; each
+run uses a fresh client key per answering agency.
+
+Matching is at city level ("seen anywhere in the city"): contributions are paid where people
+work, and the flag is about people who are gone. Keys: normalised national ID; the answering
+nodes also insert name + birth date + sex keys where they have them (``node_agent/identity``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from datalab.errors import InvalidParameters
+from datalab.wire import CatalogueDataset
+from recipes.contract import (
+    DatasetRole,
+    DisclosurePolicy,
+    Filter,
+    OutputColumn,
+    ParamSpec,
+    RecipeManifest,
+    Target,
+    validate_params,
+)
+from recipes.missed_registration import REGISTRATIONS, SOURCES, MissedRegistration, _months_before
+from recipes.psi_contract import ActivePeriod, Identity, PsiPlan, PsiRecipe
+
+PERSON = Identity(id="id_number", name="name", birth="birth_date", sex="sex")
+#: the answering agencies' datasets, in the order of the job's tasks
+PRESENCE = ("tenancy", "social_insurance_contributions", "activity_events")
+
+
+class ShouldCancelAbsent(PsiRecipe):
+    output_measures: ClassVar[list[str]] = ["absent", "checked"]
+    manifest = RecipeManifest(
+        name="should_cancel_absent",
+        version="1.0.0",
+        title="Registrations that should be cancelled: nobody sees the person in the city",
+        purpose=(
+            "Counts, per area of the registration, of active registrations with public "
+            "security whose person has no current tenancy (housing), no social-insurance "
+            "contribution in the last N months (hrss) and no recorded activity (activity "
+            "source). Matched by private set intersection with each of the three agencies "
+            "through the hub's relay; public security's node learns which of its own "
+            "registrations each agency holds and combines them in its domain (all four "
+            "agencies approve this reveal). The analyst gets counts; with mode 'reveal' public "
+            "security's node also keeps the list for its grid workers."
+        ),
+        datasets=[
+            DatasetRole(
+                role="registrations",
+                kind=REGISTRATIONS,
+                required_columns=["id_number", "reg_grid", "status"],
+                description="public security's registrations (the asking node)",
+            ),
+            DatasetRole(
+                role="tenancy",
+                kind="tenancy",
+                required_columns=["tenant_id_number", "grid", "start_date", "end_date"],
+                description="housing's tenancy contracts (answering)",
+            ),
+            DatasetRole(
+                role="contributions",
+                kind="social_insurance_contributions",
+                required_columns=["id_number", "employer_grid", "month"],
+                description="hrss's social-insurance contributions (answering)",
+            ),
+            DatasetRole(
+                role="activity",
+                kind="activity_events",
+                required_columns=["person_id", "grid"],
+                description="the activity source's events (answering)",
+            ),
+        ],
+        params=[
+            ParamSpec(
+                name="mode",
+                type="str",
+                default="per_group",
+                choices=["cardinality", "per_group", "reveal"],
+                description="one count, a count per area, or the owner-only list too",
+            ),
+            ParamSpec(
+                name="level",
+                type="level",
+                default="community",
+                choices=["district", "street", "community", "grid"],
+                description="the area level (of the registration) the counts are given per",
+            ),
+            ParamSpec(
+                name="months",
+                type="int",
+                default=3,
+                minimum=1,
+                maximum=12,
+                description="contributions: months up to as_of in which none was paid",
+            ),
+            ParamSpec(
+                name="as_of",
+                type="str",
+                default="2026-06-30",
+                description="the reference date (YYYY-MM-DD)",
+            ),
+        ],
+        output=[
+            OutputColumn(name="<level>", type="string", description="area (not cardinality)"),
+            OutputColumn(
+                name="absent", type="integer", description="registrations nobody sees in the city"
+            ),
+            OutputColumn(name="checked", type="integer", description="active registrations"),
+        ],
+        disclosure=DisclosurePolicy(min_cell=10, complementary=True, allow_missing_nodes=False),
+    )
+
+    def validate(
+        self, params: Mapping[str, Any], catalogue: Sequence[tuple[str, CatalogueDataset]] = ()
+    ) -> dict[str, Any]:
+        out = validate_params(self.manifest.params, params)
+        MissedRegistration().validate({"source": "tenancy", "as_of": out["as_of"]})
+        if catalogue:
+            self.targets(out, catalogue)
+        return out
+
+    def targets(
+        self, params: Mapping[str, Any], catalogue: Sequence[tuple[str, CatalogueDataset]]
+    ) -> list[Target]:
+        """The registrations (the client) first, then the three answering datasets."""
+        out = []
+        for wanted in (REGISTRATIONS, *PRESENCE):
+            found = [Target(agency=a, dataset=d.name) for a, d in catalogue if d.kind == wanted]
+            if len(found) != 1:
+                raise InvalidParameters(
+                    f"matching needs exactly one dataset of kind {wanted!r} in the catalogue; "
+                    f"found {len(found)}"
+                )
+            out.append(found[0])
+        if len({t.agency for t in out}) != len(out):
+            raise InvalidParameters("each dataset of this match must be another agency's")
+        return out
+
+    def psi_plan(self, params: Mapping[str, Any], dataset: CatalogueDataset) -> PsiPlan:
+        as_of = params["as_of"]
+        if dataset.kind == REGISTRATIONS:
+            return PsiPlan(
+                role="client",
+                dataset=dataset.name,
+                identity=PERSON,
+                area_column="reg_grid",
+                match_level="city",
+                group_level=None if params["mode"] == "cardinality" else params["level"],
+                mode="reveal",
+                verification_list=params["mode"] == "reveal",
+                filters=[Filter(column="status", op="eq", value="active")],
+            )
+        by_kind = {kind: (identity, area) for kind, identity, area in SOURCES.values()}
+        if dataset.kind not in PRESENCE:
+            raise InvalidParameters(f"dataset {dataset.name!r} is not one this recipe matches")
+        identity, area = by_kind[dataset.kind]
+        filters: list[Filter] = []
+        active = None
+        if dataset.kind == "tenancy":
+            active = ActivePeriod(start="start_date", end="end_date", on=as_of)
+        elif dataset.kind == "social_insurance_contributions":
+            filters = [
+                Filter(column="month", op="ge", value=_months_before(as_of, params["months"] - 1)),
+                Filter(column="month", op="le", value=as_of[:7]),
+            ]
+        return PsiPlan(
+            role="server",
+            dataset=dataset.name,
+            identity=identity,
+            area_column=area,
+            match_level="city",
+            mode="reveal",
+            filters=filters,
+            active=active,
+        )
