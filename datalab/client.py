@@ -231,10 +231,7 @@ class Lab:
                     until="change" if bar is not None else "final",
                 )
                 if bar is not None:
-                    done = sum(t.state.value not in ("issued", "delivered") for t in view.tasks)
-                    bar.n = done
-                    bar.set_postfix_str(view.state.value)
-                    bar.refresh()
+                    _advance(bar, view)
         finally:
             if bar is not None:
                 bar.close()
@@ -400,3 +397,18 @@ def table_to_frame(table: Table) -> pd.DataFrame:
         ):
             frame[name] = pd.array([row[i] for row in table.rows], dtype="Int64")
     return frame
+
+
+def _advance(bar: Any, view: JobView) -> None:
+    """Move the bar: a running match's chunks done / total (the asking node reports them),
+    otherwise the nodes that answered."""
+    if view.progress is not None:
+        bar.unit = "chunk"
+        bar.total = view.progress.total
+        bar.n = view.progress.done
+    elif bar.unit == "chunk":  # the match reported progress before; the job has moved on
+        bar.n = bar.total if view.state.final else bar.n
+    else:
+        bar.n = sum(t.state.value not in ("issued", "delivered") for t in view.tasks)
+    bar.set_postfix_str(view.state.value)
+    bar.refresh()

@@ -71,6 +71,12 @@ def matching_session(lab: LocalLab, city: Path, heading: str) -> None:
         print(f"   {source:<17} {score.line()}")
     both = score_lists(city, separated, "separation", truth_area="home_grid")
     print(f"   {'both sources':<17} {both.line()}")
+    print("   registrations nobody sees: public security asks housing, hrss and activity at once")
+    for agency in ("public_security", "housing", "hrss", "activity"):
+        lab.approve_reveal(agency, "should_cancel_absent")
+    absent = analyst.run("should_cancel_absent", mode="reveal", level="district", progress=False)
+    path = lab.verification_list("public_security", absent.attrs["provenance"].job_id)
+    print(f"   {'no presence':<17} {score_lists(city, [path], 'should_cancel').line()}")
     print("   the lists never left the nodes; an admin exports one with:")
     print(
         f"   datalab node export-list --agency housing --state {lab.node_state('housing')} "

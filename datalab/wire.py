@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from datalab.manifest import ColumnSpec
 
@@ -208,6 +208,8 @@ class JobView(Wire):
     error: ErrorInfo | None = None
     result: Table | None = None
     provenance: Provenance | None = None
+    #: a matching job's progress while it runs (the asking node's chunks done / total)
+    progress: PsiProgress | None = None
 
 
 class RecipeInfo(Wire):
@@ -430,6 +432,21 @@ class PsiMessage(Wire):
     sender: str = ""
     #: the receiving agency (one of the task's ``peers``); "" in a two-task job: the other task
     to: str = ""
+
+
+class PsiProgress(Wire):
+    """How far the asking node of a matching job is: chunks of blinded points sent and answered,
+    out of all. Counts only; the hub keeps the latest on the job (``JobView.progress``) while
+    it runs."""
+
+    done: int = Field(ge=0)
+    total: int = Field(ge=1, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _done_within_total(self) -> PsiProgress:
+        if self.done > self.total:
+            raise ValueError("done must not exceed total")
+        return self
 
 
 class PsiPosted(Wire):

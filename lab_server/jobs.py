@@ -567,8 +567,13 @@ def to_view(job: Job, *, with_result: bool = False) -> JobView:
 
 
 def fingerprint(view: JobView) -> tuple[str, ...]:
-    """What a job long-poll watches: the job's state and each task's state."""
-    return (view.state.value, *(f"{t.agency}/{t.dataset}:{t.state.value}" for t in view.tasks))
+    """What a job long-poll watches: the job's state, each task's state, a match's progress."""
+    progress = (f"progress:{view.progress.done}/{view.progress.total}",) if view.progress else ()
+    return (
+        view.state.value,
+        *(f"{t.agency}/{t.dataset}:{t.state.value}" for t in view.tasks),
+        *progress,
+    )
 
 
 def _shape(recipe: Recipe, params: dict[str, Any], dataset: CatalogueDataset | None) -> str | None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import selectinload
 
 from datalab.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
-from datalab.wire import PsiMessage
+from datalab.wire import PsiMessage, PsiProgress
 from lab_server.db import Database, Job, TaskRow
 from lab_server.notify import Notifier
 from lab_server.recipe_book import RecipeBook
@@ -58,6 +58,7 @@ class PsiRelay:
         self._lock = threading.Lock()
         self._routes: dict[str, _Route] = {}
         self._jobs: dict[str, _JobBox] = {}
+        self._progress: dict[str, PsiProgress] = {}
 
     def _route(self, agency: str, task_id: str, to: str | None) -> _Route:
         """Where a task's messages go (to agency ``to``, or the one other task of a two-party
@@ -118,6 +119,23 @@ class PsiRelay:
         self._notifier.notify(psi_key(route.peer_task))
         return stored.seq
 
+    def report(self, agency: str, task_id: str, progress: PsiProgress) -> str:
+        """Keep the asking task's progress on its job (counts only, in memory, until the job
+        ends); returns the job id so its watchers can be woken."""
+        route = self._live_route(agency, task_id, None)
+        with self._db.read() as session:
+            task = session.get(TaskRow, task_id)
+            peers = task.task.get("peers", []) if task is not None else []
+        if peers and peers[0] != agency:
+            raise Forbidden("only the asking node of a matching job reports its progress")
+        with self._lock:
+            self._progress[route.job_id] = progress
+        return route.job_id
+
+    def progress(self, job_id: str) -> PsiProgress | None:
+        with self._lock:
+            return self._progress.get(job_id)
+
     def take(self, agency: str, task_id: str, after: int) -> list[PsiMessage]:
         """Messages for ``task_id`` with ``seq > after``; delivered ones are dropped (the node
         acknowledges by asking for later ones), so memory holds only what is in flight."""
@@ -145,6 +163,7 @@ class PsiRelay:
         with self._lock:
             for job_id in ended:
                 self._jobs.pop(job_id, None)
+                self._progress.pop(job_id, None)
             gone = [t for t, r in self._routes.items() if r.job_id in ended]
             for task_id in gone:
                 del self._routes[task_id]

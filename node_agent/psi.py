@@ -22,7 +22,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from multiprocessing import get_context
 
@@ -126,12 +126,20 @@ class PsiClient:
 
     def requests(self, items: Sequence[str]) -> list[bytes]:
         """The blinded request for ``items``, in chunks (in order), computed on all workers."""
+        return list(self.iter_requests(items))
+
+    def iter_requests(self, items: Sequence[str]) -> Iterator[bytes]:
+        """``requests`` chunk by chunk, in order, each as soon as it is ready (so it can be
+        sent, and progress reported, while the next ones are computed)."""
         chunks = chunked(items)
         pool = _pool(min(self.workers, len(chunks)))
         if pool is None:
-            return [self._client.CreateRequest(list(c)).SerializeToString() for c in chunks]
+            for c in chunks:
+                yield self._client.CreateRequest(list(c)).SerializeToString()
+            return
         futures = [pool.submit(_request_chunk, self._key, self.reveal, c) for c in chunks]
-        return [f.result() for f in futures]
+        for f in futures:
+            yield f.result()
 
     def _merged(self, responses: Sequence[bytes], sort: bool) -> psi.Response:
         points: list[bytes] = []
@@ -192,13 +200,21 @@ class PsiServer:
 
     def process(self, requests: Sequence[bytes]) -> list[bytes]:
         """Responses to the request chunks (checked first), computed on all workers."""
+        return list(self.iter_process(requests))
+
+    def iter_process(self, requests: Sequence[bytes]) -> Iterator[bytes]:
+        """``process`` chunk by chunk, in order: every request is checked before the first
+        response exists, then each response is yielded as soon as it is ready."""
         for data in requests:
             parse_request(data, self.reveal)
         pool = _pool(min(self.workers, len(requests)))
         if pool is None:
-            return [_process_chunk(self._key, self.reveal, r) for r in requests]
+            for r in requests:
+                yield _process_chunk(self._key, self.reveal, r)
+            return
         futures = [pool.submit(_process_chunk, self._key, self.reveal, r) for r in requests]
-        return [f.result() for f in futures]
+        for f in futures:
+            yield f.result()
 
 
 def request_size(data: bytes) -> int:

@@ -19,6 +19,7 @@ is counts per group; a reveal list stays in the client's state folder.
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
 import time
 from collections.abc import Iterable
@@ -30,7 +31,7 @@ import numpy as np
 
 from datalab.errors import TaskRefused, error_from_body
 from datalab.signing import SigningKey, sign_request
-from datalab.wire import PsiMessage, Table, Task
+from datalab.wire import PsiMessage, PsiProgress, Table, Task
 from node_agent.connector import Connector
 from node_agent.log import LocalLog
 from node_agent.psi import (
@@ -103,6 +104,16 @@ class RelayLink:
         if response.status_code >= 400:
             raise error_from_body(response.status_code, _json(response))
 
+    def report(self, progress: PsiProgress) -> None:
+        """Tell the hub how far this (asking) task's match is: counts only. Advisory: a lost
+        report must not stop the match, so errors are ignored."""
+        body = progress.model_dump_json().encode()
+        url = self._url.rsplit("/", 1)[0] + "/progress"
+        headers = sign_request(self._key, self._settings.agency, "POST", httpx.URL(url).path, body)
+        headers["Content-Type"] = "application/json"
+        with contextlib.suppress(httpx.HTTPError):
+            self._client.post(url, content=body, headers=headers)
+
     def receive(self, kinds: Iterable[str], sender: str | None = None) -> PsiMessage:
         """The next message of one of ``kinds`` from ``sender`` (default: this link's peer; ""
         for anyone); a ``refused`` always ends the wait."""
@@ -135,6 +146,24 @@ def _json(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return None
+
+
+class Progress:
+    """The asking node's chunks done out of all (requests sent + responses received, over
+    every answering node), reported to the hub at most every ``EVERY_S`` seconds and at the
+    end, so the analyst's client can show a bar that moves during a long match."""
+
+    EVERY_S = 0.25
+
+    def __init__(self, link: RelayLink, total: int) -> None:
+        self._link, self.total, self.done, self._last = link, max(1, total), 0, 0.0
+
+    def step(self) -> None:
+        self.done = min(self.total, self.done + 1)
+        now = time.monotonic()
+        if self.done == self.total or now - self._last >= self.EVERY_S:
+            self._last = now
+            self._link.report(PsiProgress(done=self.done, total=self.total))
 
 
 @dataclass
@@ -215,7 +244,9 @@ class PsiParty:
         if reason is not None:
             raise self._refuse(link, reason)
         keys = sorted(received)
-        responses = server.process([requests[k] for k in keys])
+        # each response goes out as soon as it is computed: the asking node's progress
+        # then follows this node's work too
+        responses = server.iter_process([requests[k] for k in keys])
         for (unit, part), response in zip(keys, responses, strict=True):
             link.send(PsiMessage(kind="response", unit=unit, part=part, body=_b64(response)))
         self.log.append(
@@ -305,12 +336,14 @@ class PsiParty:
             reason = f"no set to match has the answering node's minimum of {min_set} items"
             raise self._stop(link, servers, reason)
         unit_keys = list(units)
+        chunks = sum(max(1, math.ceil(len(units[k]) / CHUNK_ITEMS)) for k in unit_keys)
+        progress = Progress(link, 2 * chunks * len(servers))
         found: dict[Unit, set[int]] = {k: set() for k in unit_keys}
         matched: dict[Unit, int] = {}
         for server in servers:
             # a fresh key per answering agency: none can link its run to another's
             client = PsiClient(reveal=reveal, workers=self.settings.psi_workers)
-            setup, responses = self._exchange(link, server, client, units, unit_keys)
+            setup, responses = self._exchange(link, server, client, units, unit_keys, progress)
             for u, k in enumerate(unit_keys):
                 if reveal:
                     found[k] |= set(client.intersection(setup, responses[u], len(units[k])))
@@ -364,6 +397,7 @@ class PsiParty:
         client: PsiClient,
         units: dict[Unit, list[str]],
         unit_keys: list[Unit],
+        progress: Progress,
     ) -> tuple[bytes, list[list[bytes]]]:
         """One answering node's run: hello, requests, then its setup and every unit's chunk
         responses, merged in order per unit (no per-chunk result is ever computed)."""
@@ -378,7 +412,7 @@ class PsiParty:
         for u, unit in enumerate(unit_keys):
             items = units[unit]
             for part, (request, chunk) in enumerate(
-                zip(client.requests(items), chunked(items), strict=True)
+                zip(client.iter_requests(items), chunked(items), strict=True)
             ):
                 link.send(
                     PsiMessage(
@@ -390,6 +424,7 @@ class PsiParty:
                     ),
                     to=server,
                 )
+                progress.step()
         setup = self._receive_setup(link, server)
         responses: dict[int, dict[int, bytes]] = {u: {} for u in range(len(unit_keys))}
         expected = sum(max(1, math.ceil(len(units[k]) / CHUNK_ITEMS)) for k in unit_keys)
@@ -400,4 +435,5 @@ class PsiParty:
                     f"agency {message.sender} refused: {message.meta.get('reason', '')}"
                 )
             responses[message.unit][message.part] = _unb64(message.body)
+            progress.step()
         return setup, [[responses[u][p] for p in sorted(responses[u])] for u in responses]

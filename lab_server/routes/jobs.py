@@ -12,6 +12,8 @@ from datalab.wire import JobRequest, JobView
 from lab_server.deps import CurrentUser, Hub
 from lab_server.jobs import fingerprint
 from lab_server.notify import job_key
+from lab_server.permissions import Actor
+from lab_server.services import Services
 
 router = APIRouter(tags=["jobs"])
 
@@ -42,7 +44,7 @@ async def get_job(
     deadline = time.monotonic() + min(wait, hub.settings.long_poll_max_s)
     key = job_key(job_id)
     ticket = hub.notifier.ticket(key)
-    view = await run_in_threadpool(hub.jobs.get, user, job_id)
+    view = await run_in_threadpool(_with_progress, hub, user, job_id)
     first = fingerprint(view)
     while not view.state.final and (until == "final" or fingerprint(view) == first):
         remaining = deadline - time.monotonic()
@@ -51,5 +53,13 @@ async def get_job(
         if not await hub.notifier.wait(key, ticket, remaining):
             break
         ticket = hub.notifier.ticket(key)
-        view = await run_in_threadpool(hub.jobs.get, user, job_id)
+        view = await run_in_threadpool(_with_progress, hub, user, job_id)
+    return view
+
+
+def _with_progress(hub: Services, user: Actor, job_id: str) -> JobView:
+    """The job as ``jobs.get`` shows it, plus a running match's progress (counts only)."""
+    view = hub.jobs.get(user, job_id)
+    if not view.state.final:
+        view.progress = hub.psi.progress(job_id)
     return view

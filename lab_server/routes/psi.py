@@ -8,8 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from datalab.wire import PsiMessage, PsiPosted
+from datalab.wire import PsiMessage, PsiPosted, PsiProgress
 from lab_server.deps import Hub, SignedNode
+from lab_server.notify import job_key
 from lab_server.psi_relay import psi_key
 
 router = APIRouter(tags=["psi"])
@@ -21,6 +22,15 @@ def post_message(
 ) -> PsiPosted:
     """Pass one message from this node's task to the other task of its matching job."""
     return PsiPosted(seq=hub.psi.post(node.agency, task_id, body))
+
+
+@router.post("/nodes/{agency}/psi/{task_id}/progress", status_code=204)
+def report_progress(
+    agency: str, task_id: str, body: PsiProgress, node: SignedNode, hub: Hub
+) -> None:
+    """The asking node's chunks done / total; the analyst sees it on the job while it runs."""
+    job_id = hub.psi.report(node.agency, task_id, body)
+    hub.notifier.notify(job_key(job_id))
 
 
 @router.get("/nodes/{agency}/psi/{task_id}/messages")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from datalab.errors import BadRequest, Forbidden
-from datalab.wire import PsiMessage
+from datalab.wire import PsiMessage, PsiProgress
 from lab_server.db import Database, Job, TaskRow
 from lab_server.notify import Notifier
 from lab_server.psi_relay import PsiRelay
@@ -81,3 +81,12 @@ def test_no_message_goes_between_answering_nodes_or_outside_the_job(relay: PsiRe
     with pytest.raises(BadRequest, match="several parties"):
         relay.post("public_security", _task("public_security"), PsiMessage(kind="hello"))
     assert relay.held() == 0
+
+
+def test_only_the_asking_node_reports_progress_and_it_is_counts_only(relay: PsiRelay) -> None:
+    with pytest.raises(Forbidden, match="asking node"):
+        relay.report("hrss", _task("hrss"), PsiProgress(done=1, total=12))
+    assert relay.report("public_security", _task("public_security"), PsiProgress(done=3, total=12))
+    assert relay.progress("j" * 32) == PsiProgress(done=3, total=12)
+    with pytest.raises(ValueError, match="exceed"):
+        PsiProgress(done=13, total=12)
