@@ -264,6 +264,18 @@ class AgencyKeyRegistered(AuditEvent):
 entry_hash = chain_hash
 
 
+@dataclass(frozen=True, kw_only=True)
+class PsiRelayed(AuditEvent):
+    """What the PSI relay carried for one matching job, written when the job ends: message
+    counts and sizes per sending agency, never their contents."""
+
+    name: ClassVar[str] = "psi_relayed"
+    job_id: str
+    messages: int
+    bytes: int
+    by_sender: dict[str, dict[str, int]]
+
+
 def record(session: Session, event: AuditEvent) -> AuditRow:
     """Append ``event`` to the chain inside the caller's transaction (the one seam for audit).
 

@@ -5,7 +5,9 @@ their messages on. What it passes are blinded curve points and the answering nod
 (``datalab.wire.PsiMessage``): no identifier, and nothing the hub can unblind. The relay keeps
 them in memory, per receiving task, only while the job is live — they are dropped as soon as the
 job ends (``purge_finished``, run by the hub's sweeper) and never written to the database or a
-log. A hub restart loses them; the job's tasks then time out, which is the safe outcome.
+log; what IS written then is one audit entry per job (``psi_relayed``): how many messages and
+bytes each agency sent, never their contents. A hub restart loses the messages; the job's tasks
+then time out, which is the safe outcome.
 
 A message is accepted only from a signed node, for a task of its own agency, in a live job of a
 matching recipe; it is delivered to the other task of a two-party job, or — in a job with
@@ -22,6 +24,7 @@ from sqlalchemy.orm import selectinload
 
 from datalab.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge
 from datalab.wire import PsiMessage, PsiProgress
+from lab_server import audit
 from lab_server.db import Database, Job, TaskRow
 from lab_server.notify import Notifier
 from lab_server.recipe_book import RecipeBook
@@ -48,6 +51,8 @@ class _JobBox:
     bytes: int = 0
     seq: int = 0
     inbox: dict[str, list[PsiMessage]] = field(default_factory=dict)
+    #: per sending agency: [messages, bytes] relayed (for the audit entry at the job's end)
+    sent: dict[str, list[int]] = field(default_factory=dict)
 
 
 class PsiRelay:
@@ -116,6 +121,9 @@ class PsiRelay:
             box.bytes += size
             stored = message.model_copy(update={"seq": box.seq, "sender": agency})
             box.inbox.setdefault(route.peer_task, []).append(stored)
+            tally = box.sent.setdefault(agency, [0, 0])
+            tally[0] += 1
+            tally[1] += size
         self._notifier.notify(psi_key(route.peer_task))
         return stored.seq
 
@@ -160,13 +168,31 @@ class PsiRelay:
             ended = [
                 j for j in job_ids if (job := session.get(Job, j)) is None or job.state in _FINAL
             ]
+        relayed: list[audit.PsiRelayed] = []
         with self._lock:
             for job_id in ended:
-                self._jobs.pop(job_id, None)
+                box = self._jobs.pop(job_id, None)
                 self._progress.pop(job_id, None)
+                if box is not None and box.sent:
+                    relayed.append(
+                        audit.PsiRelayed(
+                            actor=audit.HUB,
+                            job_id=job_id,
+                            messages=sum(m for m, _ in box.sent.values()),
+                            bytes=sum(b for _, b in box.sent.values()),
+                            by_sender={
+                                a: {"messages": m, "bytes": b}
+                                for a, (m, b) in sorted(box.sent.items())
+                            },
+                        )
+                    )
             gone = [t for t, r in self._routes.items() if r.job_id in ended]
             for task_id in gone:
                 del self._routes[task_id]
+        if relayed:
+            with self._db.write() as session:
+                for entry in relayed:
+                    audit.record(session, entry)
         # a node still waiting on an ended job's mailbox hears at once that it is gone
         self._notifier.notify(*(psi_key(t) for t in gone))
         return len(ended)

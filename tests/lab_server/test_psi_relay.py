@@ -4,6 +4,7 @@ the asking node; nothing reaches an agency that is not a party of the job."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from datalab.errors import BadRequest, Forbidden
 from datalab.wire import PsiMessage, PsiProgress
-from lab_server.db import Database, Job, TaskRow
+from lab_server.db import AuditRow, Database, Job, TaskRow
 from lab_server.notify import Notifier
 from lab_server.psi_relay import PsiRelay
 from lab_server.recipe_book import RecipeBook
@@ -90,3 +91,23 @@ def test_only_the_asking_node_reports_progress_and_it_is_counts_only(relay: PsiR
     assert relay.progress("j" * 32) == PsiProgress(done=3, total=12)
     with pytest.raises(ValueError, match="exceed"):
         PsiProgress(done=13, total=12)
+
+
+def test_the_job_end_leaves_one_audit_entry_of_counts_and_sizes(relay: PsiRelay) -> None:
+    relay.post("public_security", _task("public_security"), PsiMessage(kind="hello", to="hrss"))
+    relay.post("hrss", _task("hrss"), PsiMessage(kind="setup", body="QUJD", to="public_security"))
+    relay.post("hrss", _task("hrss"), PsiMessage(kind="response", to="public_security"))
+    db = relay._db
+    with db.write() as session:
+        session.get(Job, "j" * 32).state = "released"
+    assert relay.purge_finished() == 1 and relay.held() == 0
+    with db.read() as session:
+        rows = session.query(AuditRow).filter(AuditRow.event == "psi_relayed").all()
+    (row,) = rows
+    data = json.loads(row.data)
+    assert data["job_id"] == "j" * 32 and data["messages"] == 3 and data["bytes"] == 4
+    assert data["by_sender"] == {
+        "hrss": {"messages": 2, "bytes": 4},
+        "public_security": {"messages": 1, "bytes": 0},
+    }
+    assert "QUJD" not in row.data  # sizes, never contents
