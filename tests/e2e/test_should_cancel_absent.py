@@ -1,9 +1,10 @@
 """Registrations nobody sees any more: one asking node, THREE answering nodes, one job.
 
-Real hub and node processes: public security's node matches its active registrations against
-housing's tenancies, hrss's contributions and the activity source's events, each in its own
-openmined-psi run through the relay, and flags those none of them holds. Scored against the
-synthetic city's should_cancel flags, which no node loads.
+Real hub and node processes: public security's node matches its ~15,000 active registrations
+(two chunks of 10,000) against housing's tenancies, hrss's contributions and the activity
+source's events, each in its own openmined-psi run through the relay, and flags those none of
+them holds. Scored against the synthetic city's should_cancel flags, which no node loads. The
+same run shows the match's progress reaching the analyst while it runs (counts only).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from datalab.client import Lab
+from datalab.client import Lab, _advance
 from datalab.errors import JobRefused
 from datalab.local_lab import LocalLab
 from datalab.synth.score import score_lists
+from datalab.wire import JobState, JobView
 
 RECIPE = "should_cancel_absent"
 PARTIES = ("public_security", "housing", "hrss", "activity")
@@ -29,22 +31,51 @@ def test_counts_need_every_agencys_reveal_approval(lab: LocalLab, analyst: Lab) 
     assert "reveal" in err.value.message
 
 
-def test_absent_registrations_scored_against_the_truth(
+class _Bar:
+    """Stands in for the tqdm bar ``Lab.run`` shows: the test reads back what it was given."""
+
+    unit, total, n = "node", 4, 0
+
+    def set_postfix_str(self, text: str) -> None:
+        pass
+
+    def refresh(self) -> None:
+        pass
+
+
+def _watch(analyst: Lab, view: JobView, bar: _Bar) -> tuple[JobView, list[tuple[int, int, str]]]:
+    """Long-poll the job as ``Lab.run`` does, noting every progress report seen."""
+    seen: list[tuple[int, int, str]] = []
+    while not view.state.final:
+        view = analyst.job(view.job_id, wait=5.0, until="change")
+        _advance(bar, view)
+        if view.progress is not None:
+            seen.append((view.progress.done, view.progress.total, view.state.value))
+    return view, seen
+
+
+def test_absent_registrations_with_progress_and_scored_against_the_truth(
     lab: LocalLab, analyst: Lab, city: Path
 ) -> None:
     for agency in PARTIES:
         lab.approve_reveal(agency, RECIPE)
-    per = analyst.run(RECIPE, level="district", progress=False)
-    assert list(per.columns) == ["district", "absent", "checked"]
-    assert per.attrs["provenance"].agencies == sorted(PARTIES)
-    assert (
-        list(
-            lab.node_state("public_security").glob(
-                f"verification/{per.attrs['provenance'].job_id}*"
-            )
-        )
-        == []
-    )
+    submitted = analyst.submit(RECIPE, level="district")
+    bar = _Bar()
+    final, seen = _watch(analyst, submitted, bar)  # the nodes work in their own processes
+    assert final.state is JobState.RELEASED and final.progress is None  # gone once it ended
+    assert final.result is not None and final.result.columns == ["district", "absent", "checked"]
+    assert final.provenance is not None and final.provenance.agencies == sorted(PARTIES)
+    # progress: 2 chunks x (request + response) x 3 answering nodes, seen moving while running
+    total = seen[-1][1]
+    assert total >= 12
+    during = {done for done, _, state in seen if 0 < done < total and not JobState(state).final}
+    assert len(during) >= 2, seen
+    assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)  # never goes back
+    assert bar.unit == "chunk" and bar.total == total and bar.n == total
+    # counts only: no verification list unless the analyst asked for reveal
+    kept = lab.node_state("public_security") / "verification" / f"{final.job_id}.parquet"
+    assert not kept.exists()
+
     frame = analyst.run(RECIPE, mode="reveal", level="district", progress=False)
     path = lab.verification_list("public_security", frame.attrs["provenance"].job_id)
     score = score_lists(city, [path], "should_cancel")
