@@ -340,10 +340,14 @@ class PsiParty:
         progress = Progress(link, 2 * chunks * len(servers))
         found: dict[Unit, set[int]] = {k: set() for k in unit_keys}
         matched: dict[Unit, int] = {}
+        # every answering node gets its requests first, so they all work at the same time
+        clients: dict[str, PsiClient] = {}
         for server in servers:
             # a fresh key per answering agency: none can link its run to another's
-            client = PsiClient(reveal=reveal, workers=self.settings.psi_workers)
-            setup, responses = self._exchange(link, server, client, units, unit_keys, progress)
+            clients[server] = PsiClient(reveal=reveal, workers=self.settings.psi_workers)
+            self._send_requests(link, server, clients[server], units, unit_keys, progress)
+        for server, client in clients.items():
+            setup, responses = self._collect(link, server, units, unit_keys, progress)
             for u, k in enumerate(unit_keys):
                 if reveal:
                     found[k] |= set(client.intersection(setup, responses[u], len(units[k])))
@@ -390,7 +394,7 @@ class PsiParty:
             out = [list(per_group[""])] if "" in per_group else []
         return Table(columns=output_columns, rows=out), sets.counts.records
 
-    def _exchange(
+    def _send_requests(
         self,
         link: RelayLink,
         server: str,
@@ -398,9 +402,9 @@ class PsiParty:
         units: dict[Unit, list[str]],
         unit_keys: list[Unit],
         progress: Progress,
-    ) -> tuple[bytes, list[list[bytes]]]:
-        """One answering node's run: hello, requests, then its setup and every unit's chunk
-        responses, merged in order per unit (no per-chunk result is ever computed)."""
+    ) -> None:
+        """One answering node's hello and every unit's request chunks, each sent as soon as
+        it is computed."""
         link.send(
             PsiMessage(
                 kind="hello",
@@ -425,6 +429,17 @@ class PsiParty:
                     to=server,
                 )
                 progress.step()
+
+    def _collect(
+        self,
+        link: RelayLink,
+        server: str,
+        units: dict[Unit, list[str]],
+        unit_keys: list[Unit],
+        progress: Progress,
+    ) -> tuple[bytes, list[list[bytes]]]:
+        """One answering node's setup and every unit's chunk responses, in order per unit
+        (merged by the caller before any result is computed: no per-chunk result exists)."""
         setup = self._receive_setup(link, server)
         responses: dict[int, dict[int, bytes]] = {u: {} for u in range(len(unit_keys))}
         expected = sum(max(1, math.ceil(len(units[k]) / CHUNK_ITEMS)) for k in unit_keys)
