@@ -294,6 +294,8 @@ class PsiParty:
             units = {g: items for g, items in by_group.items() if len(items) >= min_set}
         else:
             everything = sorted({e for items in by_group.values() for e in items})
+            if plan.max_areas_per_key is not None:
+                everything = bound_per_key(everything, plan.max_areas_per_key)
             units = {"": everything} if len(everything) >= min_set else {}
         if not units:
             reason = f"no set to match has the answering node's minimum of {min_set} items"
@@ -380,3 +382,16 @@ class PsiParty:
         else:
             out = [[flag_count[""], checked[""]]] if "" in flag_count else []
         return Table(columns=output_columns, rows=out), counts.records
+
+
+def bound_per_key(elements: list[str], most: int) -> list[str]:
+    """At most ``most`` elements ``<key>@<area>`` per key (the first areas in sorted order):
+    contribution bounding for a differentially private count, done where the keys are."""
+    kept: list[str] = []
+    seen: dict[str, int] = {}
+    for element in sorted(elements):
+        key = element.rsplit("@", 1)[0]
+        if seen.get(key, 0) < most:
+            seen[key] = seen.get(key, 0) + 1
+            kept.append(element)
+    return kept

@@ -71,6 +71,9 @@ class PsiPlan(Strict):
     #: which of the client's records the flag is about: those the server does not hold
     #: ("unmatched", e.g. not registered there) or those it holds ("matched", e.g. deceased)
     flag: Literal["unmatched", "matched"] = "unmatched"
+    #: differential privacy (cardinality mode): at most this many elements per key (one per
+    #: area at ``match_level``), so one person moves each count by at most this much
+    max_areas_per_key: int | None = None
 
 
 class PsiRecipe(Recipe):
