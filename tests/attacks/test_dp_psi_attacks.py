@@ -81,9 +81,8 @@ def test_averaging_the_noisy_cardinality_runs_out_of_the_pairs_budget(attacker: 
     assert (others["spent"] == 0).all()  # the datasets' own budgets are not touched
     # the pair is charged, not the query: another date, through a new session, is refused too
     token = attacker._http.headers["Authorization"].split()[1]
-    with Lab(attacker.url, token) as again:
-        with pytest.raises(BudgetExhausted):
-            again.run(RECIPE, source="tenancy", epsilon=0.1, progress=False)
+    with Lab(attacker.url, token) as again, pytest.raises(BudgetExhausted):
+        again.run(RECIPE, source="tenancy", epsilon=0.1, progress=False)
 
 
 def test_set_plus_one_target_is_refused_with_dp_on_and_still_charged(
