@@ -5,6 +5,8 @@ debit."""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -13,7 +15,7 @@ from datalab.wire import PartialStatus
 from lab_server import budget
 from lab_server.audit import verify_chain
 from lab_server.db import BudgetDebit
-from tests.lab_server.conftest import Hub
+from tests.lab_server.conftest import Hub, make_settings, running_hub
 
 NORTH = budget.dataset_scope("north", "people")
 SOUTH = budget.dataset_scope("south", "people")
@@ -74,3 +76,20 @@ def test_a_refusal_and_a_failure_after_a_partial_keep_their_debit(store_hub: Hub
     spent = _balances(hub)
     assert abs(spent[NORTH] - 0.5) < 1e-9 and abs(spent[SOUTH] - 0.5) < 1e-9
     assert "budget_refunded" not in [e["event"] for e in _audit(hub)]
+
+
+def test_a_job_whose_nodes_never_answer_is_refunded_when_it_times_out(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = make_settings(tmp_path / "hub", database_url, node_timeout_s=0.3)
+    with running_hub(settings) as hub:
+        north = hub.node("north")
+        job_id = hub.submit(recipe="noisy_count", params={"epsilon": 0.75}).json()["job_id"]
+        assert len(north.poll()) == 1  # delivered, never answered
+        deadline = time.monotonic() + 5
+        view = hub.job(job_id)
+        while view["state"] != "failed" and time.monotonic() < deadline:
+            view = hub.job(job_id, wait=1)
+        assert view["state"] == "failed", view
+        assert abs(_balances(hub)[NORTH]) < 1e-9
+        assert [e["event"] for e in _audit(hub)] == ["budget_debited", "budget_refunded"]
