@@ -454,7 +454,7 @@ class JobService:
             # query-set rule (noisy cells are still suppressed: post-processing)
             dp = recipe.privacy_cost(job.params) is not None
             protected = self._protect(combined, rules, None if dp else _query_set(session, done))
-            if recipe.privacy_cost(job.params) is None and recipe.query_audited:
+            if not dp and recipe.query_audited:
                 check_and_remember(
                     session,
                     job,
