@@ -463,6 +463,7 @@ class JobService:
                     protected.table,
                     combined.count_column,
                     int(rules["min_difference"]),
+                    min_cell=rules.min_cell if rules["complementary"] else 0,
                 )
         except DatalabError as exc:
             state = JobState.REFUSED if isinstance(exc, JobRefused) else JobState.FAILED

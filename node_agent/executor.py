@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 #: The reason a failed task gives the hub: the detail (which may quote the engine's error, and
 #: an engine error can quote a data value) stays in the node's console log.
 #: the most earlier queries one task's audit may name (the hub sends the latest ones).
-MAX_AUDITED = 20
+MAX_AUDITED = 120
 
 FAILED_REASON = "the node could not compute this task; its operator has the details"
 
