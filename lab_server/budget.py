@@ -48,10 +48,13 @@ def psi_scope(agency: str, counterparty: str) -> str:
 
 
 def scopes_for(recipe: Recipe, targets: Sequence[Target]) -> list[str]:
-    """What a differentially private job is charged to: the pair of agencies of a matching
-    recipe (one budget per counterparty), else each target dataset."""
+    """What a differentially private job is charged to: for a matching recipe, the pair of
+    agencies seen from each side (``psi:<asking>/<answering>`` and ``psi:<answering>/<asking>``,
+    so each agency's admin caps what is learned about its own people from that counterparty);
+    else each target dataset."""
     if isinstance(recipe, DPMatching):
-        return [psi_scope(*recipe.counterparties(targets))]
+        asking, answering = recipe.counterparties(targets)
+        return [psi_scope(asking, answering), psi_scope(answering, asking)]
     return [dataset_scope(t.agency, t.dataset) for t in targets]
 
 

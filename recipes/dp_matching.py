@@ -6,8 +6,9 @@ analyst who can make the asking agency's set differ by one person from an earlie
 those rules do not catch ("S, then S plus a target") learns whether the target is registered.
 This variant releases the city-wide cardinality (``missed``, ``checked``) with OpenDP noise, so
 each answer moves by at most a factor e^ε when any one person is added or removed, and every
-answer is charged to a **per-counterparty** budget (``psi:<asking agency>/<answering agency>``)
-at job creation, so the analyst can ask only so often.
+answer is charged to a **per-counterparty** budget, on each side of the pair
+(``psi:<asking>/<answering>`` and ``psi:<answering>/<asking>``, each capped by its own agency's
+admin) at job creation, so the analyst can ask only so often.
 
 Where each step happens, and why:
 

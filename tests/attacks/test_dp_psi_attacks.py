@@ -2,8 +2,9 @@
 the public client against the live lab. Each test asserts that the attack fails.
 
 * averaging: the same noisy cardinality asked again and again is charged to the budget of the
-  pair of agencies (``psi:housing/public_security``) until it refuses — a new session does not
-  reset it, and it is visible through ``lab.budget()``;
+  pair of agencies, seen from each side (``psi:housing/public_security``, capped by housing's
+  admin, and ``psi:public_security/housing``, capped by public security's) until one refuses —
+  a new session does not reset it, and both are visible through ``lab.budget()``;
 * "S, then S plus a target": two reference dates whose tenancy sets differ by a handful of
   people — the second is refused by the answering node's minimum-change rule, with DP on as
   with it off, and the refused job keeps its debit (a refusal can depend on the data).
@@ -25,7 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from datalab.client import Lab
-from datalab.errors import BudgetExhausted, JobRefused
+from datalab.errors import BudgetExhausted, Forbidden, JobRefused
 from datalab.local_lab import LocalLab
 from lab_server.cli import create_user
 from lab_server.settings import HubSettings
@@ -36,6 +37,8 @@ from tests.support.proxy import RecordingProxy
 
 RECIPE = "dp_missed_registration"
 PAIR = "psi:housing/public_security"
+#: the same pair seen from the answering side, capped by public security's admin
+REVERSE = "psi:public_security/housing"
 #: the answering node's default minimum change (DATALAB_NODE_PSI_MIN_CHANGE)
 MIN_CHANGE = 10
 
@@ -62,22 +65,30 @@ def tenancy_set(city: Path, as_of: str, *, bounded: bool = True) -> set[str]:
     return set(bound_per_key(found, 1) if bounded else found)
 
 
-def test_averaging_the_noisy_cardinality_runs_out_of_the_pairs_budget(attacker: Lab) -> None:
-    answers = []
-    for _ in range(3):  # the default cap is 3.0, at most 1.0 per query
+def test_averaging_the_noisy_cardinality_runs_out_of_the_pairs_budget(
+    attacker: Lab, lab: LocalLab, proxy: RecordingProxy
+) -> None:
+    # the answering agency caps what this analyst may learn about its people from housing
+    me = attacker.whoami()["name"]
+    with Lab(proxy.url, lab.tokens["admin-public_security"]) as admin:
+        assert admin.set_budget(REVERSE, 2.0, analyst=me).cap == 2.0
+    with Lab(proxy.url, lab.tokens["admin-housing"]) as other, pytest.raises(Forbidden):
+        other.set_budget(REVERSE, 10.0, analyst=me)  # not housing's to raise
+    for _ in range(2):  # at most 1.0 per query
         frame = attacker.run(
             RECIPE, source="tenancy", as_of="2026-04-30", epsilon=1.0, progress=False
         )
         assert list(frame.columns) == ["missed", "checked"]
         assert frame.attrs["provenance"].epsilon == 1.0
-        answers.append((frame["missed"].iloc[0], frame["checked"].iloc[0]))
     with pytest.raises(BudgetExhausted) as err:
-        attacker.run(RECIPE, source="tenancy", as_of="2026-04-30", epsilon=0.1, progress=False)
-    assert PAIR in err.value.message and "housing" in err.value.message
+        attacker.run(RECIPE, source="tenancy", as_of="2026-04-30", epsilon=0.5, progress=False)
+    assert REVERSE in err.value.message and "public_security" in err.value.message
     budget = attacker.budget().set_index("scope")
-    assert budget.loc[PAIR, "spent"] == pytest.approx(3.0)
-    assert budget.loc[PAIR, "remaining"] == pytest.approx(0.0)
-    others = budget.drop(index=PAIR)
+    for scope in (PAIR, REVERSE):  # both sides of the pair are charged, and shown
+        assert budget.loc[scope, "spent"] == pytest.approx(2.0)
+    assert budget.loc[REVERSE, "remaining"] == pytest.approx(0.0)
+    assert budget.loc[PAIR, "remaining"] == pytest.approx(1.0)  # housing's default cap is 3
+    others = budget.drop(index=[PAIR, REVERSE])
     assert (others["spent"] == 0).all()  # the datasets' own budgets are not touched
     # the pair is charged, not the query: another date, through a new session, is refused too
     token = attacker._http.headers["Authorization"].split()[1]

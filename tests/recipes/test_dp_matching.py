@@ -52,7 +52,10 @@ def test_the_budget_is_the_pair_of_agencies_asking_first() -> None:
     assert RECIPE.counterparties(targets) == ("housing", "public_security")
     from lab_server import budget
 
-    assert budget.scopes_for(RECIPE, targets) == ["psi:housing/public_security"]
+    assert budget.scopes_for(RECIPE, targets) == [
+        "psi:housing/public_security",
+        "psi:public_security/housing",
+    ]
 
 
 def test_the_asking_node_bounds_areas_per_person_and_asks_one_city_wide_unit() -> None:
