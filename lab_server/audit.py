@@ -191,6 +191,16 @@ class BudgetDebited(AuditEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BudgetRefunded(AuditEvent):
+    """Epsilon given back: the job failed before any node returned a result (nothing learned)."""
+
+    name: ClassVar[str] = "budget_refunded"
+    job_id: str
+    scope: str
+    epsilon: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class BudgetCapSet(AuditEvent):
     name: ClassVar[str] = "budget_cap_set"
     agency: str

@@ -10,8 +10,10 @@ Debits are taken when a job is created, in the same transaction that writes the 
 tasks — before any node computes and long before anything is released. Each debit is one
 conditional ``UPDATE ... SET spent = spent + e WHERE spent + e <= cap``: the database, not this
 process, decides, so concurrent jobs (threads, or several hub processes on PostgreSQL) can never
-spend past the cap. A job that later fails keeps its debit (spent ≥ released, always), and
-nothing resets an account: it is keyed by the analyst's name, not by a session or a token.
+spend past the cap. A job that fails before any node returned a result is refunded in the same
+transaction that ends it (``refund``: nothing was learned); any other failure or refusal keeps
+its debit (spent ≥ released, always), and nothing resets an account: it is keyed by the
+analyst's name, not by a session or a token.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from sqlalchemy.orm import Session
 from datalab.errors import BudgetExhausted
 from lab_server import audit
 from lab_server.db import BudgetAccount, BudgetCap, BudgetDebit, DisclosureSetting
+from recipes.contract import Recipe, Target
+from recipes.dp_matching import DPMatching
 from recipes.rules import BY_NAME
 
 #: the cap that applies to every analyst without their own.
@@ -41,6 +45,17 @@ def dataset_scope(agency: str, dataset: str) -> str:
 def psi_scope(agency: str, counterparty: str) -> str:
     """The scope of PSI cardinalities between ``agency``'s data and ``counterparty``'s."""
     return f"psi:{agency}/{counterparty}"
+
+
+def scopes_for(recipe: Recipe, targets: Sequence[Target]) -> list[str]:
+    """What a differentially private job is charged to: for a matching recipe, the pair of
+    agencies seen from each side (``psi:<asking>/<answering>`` and ``psi:<answering>/<asking>``,
+    so each agency's admin caps what is learned about its own people from that counterparty);
+    else each target dataset."""
+    if isinstance(recipe, DPMatching):
+        asking, answering = recipe.counterparties(targets)
+        return [psi_scope(asking, answering), psi_scope(answering, asking)]
+    return [dataset_scope(t.agency, t.dataset) for t in targets]
 
 
 def scope_agency(scope: str) -> str:
@@ -90,6 +105,15 @@ def spent(session: Session, analyst: str, scope: str) -> float:
     return float(value.spent) if value is not None else 0.0
 
 
+def pair_scopes(session: Session, analyst: str) -> list[str]:
+    """The PSI pair scopes the analyst has an account or a cap on (pairs are not listed in the
+    catalogue, so the ones in use are what ``lab.budget()`` shows)."""
+    used = select(BudgetAccount.scope).where(BudgetAccount.analyst == analyst)
+    capped = select(BudgetCap.scope).where(BudgetCap.analyst.in_([analyst, EVERYONE]))
+    found = {*session.execute(used).scalars(), *session.execute(capped).scalars()}
+    return sorted(s for s in found if s.startswith("psi:"))
+
+
 def balances(session: Session, analyst: str, scopes: Iterable[str]) -> list[Balance]:
     return [
         Balance(scope, cap_for(session, analyst, scope), spent(session, analyst, scope))
@@ -132,6 +156,37 @@ def debit(
                 actor=analyst, job_id=job_id, scope=scope, epsilon=epsilon, cap=cap
             ),
         )
+
+
+def refund(session: Session, job_id: str) -> float:
+    """Give back what ``job_id`` was debited (once), in the caller's transaction; returns it.
+
+    Only for a job that ended before any node returned a result: nothing computed from the
+    data reached anyone, so nothing was spent. The ledger keeps the debit and adds a negative
+    entry, so the sum of a scope's entries is always its ``spent``.
+    """
+    rows = list(session.execute(select(BudgetDebit).where(BudgetDebit.job_id == job_id)).scalars())
+    if not rows or any(r.epsilon < 0 for r in rows):
+        return 0.0  # not a DP job, or refunded already
+    total = 0.0
+    for row in rows:
+        session.execute(
+            update(BudgetAccount)
+            .where(BudgetAccount.analyst == row.analyst, BudgetAccount.scope == row.scope)
+            .values(spent=BudgetAccount.spent - row.epsilon)
+            .execution_options(synchronize_session=False)
+        )
+        session.add(
+            BudgetDebit(analyst=row.analyst, scope=row.scope, job_id=job_id, epsilon=-row.epsilon)
+        )
+        audit.record(
+            session,
+            audit.BudgetRefunded(
+                actor=audit.HUB, job_id=job_id, scope=row.scope, epsilon=row.epsilon
+            ),
+        )
+        total += row.epsilon
+    return total
 
 
 def _ensure_account(session: Session, analyst: str, scope: str) -> None:

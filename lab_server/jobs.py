@@ -159,7 +159,7 @@ class JobService:
             )
             if epsilon is not None:
                 self._check_epsilon(session, epsilon, targets)
-                scopes = [budget.dataset_scope(t.agency, t.dataset) for t in targets]
+                scopes = budget.scopes_for(recipe, targets)
                 budget.debit(session, actor.name, scopes, epsilon, job.id)
             catalogue = (
                 {Target(agency=a, dataset=d.name): d for a, d in load_catalogue(session)}
@@ -452,8 +452,11 @@ class JobService:
             job.state = JobState.COMBINED.value
             rules = self._rules(session, recipe, done)
             min_cell = rules.min_cell
-            protected = self._protect(combined, rules, _query_set(session, done))
-            if recipe.privacy_cost(job.params) is None and recipe.query_audited:
+            # a DP release may depend on the data only through its noise: no exact
+            # query-set rule (noisy cells are still suppressed: post-processing)
+            dp = recipe.privacy_cost(job.params) is not None
+            protected = self._protect(combined, rules, None if dp else _query_set(session, done))
+            if not dp and recipe.query_audited:
                 check_and_remember(
                     session,
                     job,
@@ -462,6 +465,7 @@ class JobService:
                     protected.table,
                     combined.count_column,
                     int(rules["min_difference"]),
+                    min_cell=rules.min_cell if rules["complementary"] else 0,
                 )
         except DatalabError as exc:
             state = JobState.REFUSED if isinstance(exc, JobRefused) else JobState.FAILED
@@ -520,6 +524,8 @@ class JobService:
         job.error_code = code
         job.error_message = message
         job.updated_at = now
+        if state is JobState.FAILED and not any(t.state == TaskState.DONE.value for t in job.tasks):
+            budget.refund(session, job.id)  # no node returned a result: nothing was learned
         event: audit.AuditEvent
         if state is JobState.REFUSED:
             event = audit.JobRefused(actor=audit.HUB, job_id=job.id, message=message)

@@ -101,6 +101,7 @@ class PrivacyService:
                 budget.dataset_scope(a, n)
                 for a, n in session.execute(select(Dataset.agency, Dataset.name)).all()
             ]
+            scopes += budget.pair_scopes(session, who)
             balances = budget.balances(session, who, scopes)
         return [
             BudgetView(analyst=who, scope=b.scope, cap=b.cap, spent=b.spent, remaining=b.remaining)
@@ -110,7 +111,8 @@ class PrivacyService:
     def set_cap(self, actor: Actor, update: BudgetCapUpdate) -> BudgetView:
         if ":" not in update.scope or "/" not in update.scope:
             raise InvalidParameters(
-                "scope must look like dataset:<agency>/<dataset> (see lab.budget())"
+                "scope must look like dataset:<agency>/<dataset> or psi:<agency>/<counterparty> "
+                "(see lab.budget())"
             )
         agency = budget.scope_agency(update.scope)
         self._gate.ensure_allowed(actor, "set-privacy", Resource(agency=agency))
@@ -122,6 +124,13 @@ class PrivacyService:
                 ).first()
                 if known is None:
                     raise NotFound(f"agency {agency} has no dataset {name!r}")
+            elif update.scope.startswith("psi:"):
+                other = update.scope.split("/", 1)[1]
+                known = session.execute(select(Dataset.id).where(Dataset.agency == other)).first()
+                if known is None:
+                    raise NotFound(f"no node of agency {other!r} is registered")
+            else:
+                raise InvalidParameters("scope must start with 'dataset:' or 'psi:'")
             budget.set_cap(
                 session, agency, update.scope, update.analyst, update.epsilon, actor.name
             )

@@ -20,11 +20,12 @@ from datalab.canonical import digest
 from datalab.wire import Table
 from lab_server.catalogue import load_catalogue
 from lab_server.db import Job, ReleasedQuery, TaskRow
-from recipes.auditing import AuditedQuery, NodeAtoms, check_differencing
+from recipes.auditing import AuditedQuery, NodeAtoms, check_differencing, check_linear
 from recipes.contract import AggregatePlan, GroupKey, Recipe
 
-#: the most earlier queries one task is audited against (the latest ones).
-MAX_PRIOR = 10
+#: the most earlier queries one task is audited against (the latest distinct ones); nodes
+#: accept up to ``node_agent.executor.MAX_AUDITED``.
+MAX_PRIOR = 100
 
 
 def query_shape(plan: AggregatePlan) -> str:
@@ -74,9 +75,11 @@ def check_and_remember(
     released: Table,
     count_column: str,
     min_difference: int,
+    min_cell: int = 0,
 ) -> None:
-    """Refuse (JobRefused) a release that differencing against earlier ones would break, else
-    remember it for the next audit. Runs in the release transaction: all or nothing."""
+    """Refuse (JobRefused) a release that differencing against earlier ones, or linear
+    reasoning over them (``min_cell`` > 1), would break, else remember it for the next audit.
+    Runs in the release transaction: all or nothing."""
     catalogue = {(a, d.name): d for a, d in load_catalogue(session)}
     plans: dict[tuple[str, str], AggregatePlan] = {}
     for t in done:
@@ -102,6 +105,7 @@ def check_and_remember(
             if t.partial
         ]
         check_differencing(queries, atoms, min_difference)
+        check_linear(queries, atoms, min_cell)
     for (agency, name), plan in plans.items():
         session.add(
             ReleasedQuery(

@@ -117,6 +117,8 @@ def query_units(sets: ClientSets, plan: PsiPlan, min_set: int) -> dict[Unit, lis
         base = {g: items for g, items in sets.by_group.items() if len(items) >= min_set}
     else:
         everything = sorted({e for items in sets.by_group.values() for e in items})
+        if plan.max_areas_per_key is not None:
+            everything = bound_per_key(everything, plan.max_areas_per_key)
         base = {"": everything} if len(everything) >= min_set else {}
     units: dict[Unit, list[str]] = {}
     for group, items in base.items():
@@ -157,3 +159,16 @@ def flagged_elements(
         return {e for i, e in enumerate(items) if i in outer_hit and i not in hit}
     wanted = plan.flag == "matched"
     return {e for i, e in enumerate(items) if (i in hit) == wanted}
+
+
+def bound_per_key(elements: list[str], most: int) -> list[str]:
+    """At most ``most`` elements ``<key>@<area>`` per key (the first areas in sorted order):
+    contribution bounding for a differentially private count, done where the keys are."""
+    kept: list[str] = []
+    seen: dict[str, int] = {}
+    for element in sorted(elements):
+        key = element.rsplit("@", 1)[0]
+        if seen.get(key, 0) < most:
+            seen[key] = seen.get(key, 0) + 1
+            kept.append(element)
+    return kept

@@ -28,6 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+from scipy import sparse
+from scipy.optimize import linprog
+
 from datalab.errors import JobRefused
 from datalab.geography import CODE_LENGTH
 from datalab.wire import Table
@@ -82,6 +86,46 @@ def check_differencing(
             _check(size[c] - covered, min_difference)
 
 
+def check_linear(
+    queries: Sequence[AuditedQuery], atoms: Sequence[NodeAtoms], min_cell: int
+) -> None:
+    """Raise JobRefused when linear reasoning over every released cell narrows a small
+    withheld cell to an interval narrower than ``min_cell``.
+
+    The attacker's linear program, solved by the hub on the atoms (the finest partition every
+    cell is a union of, so bounds over it equal bounds over the data): unknowns are the atom
+    counts (≥ 0), constraints are every released cell of every audited query (its exact count)
+    and the rows of the datasets (public); for each withheld cell under ``min_cell`` rows (of
+    any audited query, the new one included) its min and max. Cross-table suppression could
+    withhold more cells instead; refusing the new table is the simple, safe answer.
+    """
+    if min_cell <= 1 or len(queries) < 2:
+        return
+    counts, cells, _, withheld = _cells(queries, atoms, with_withheld=True)
+    small = [w for w in withheld if 0 < sum(counts[a] for a in w) < min_cell]
+    if not small:
+        return
+    rows = [*sorted({tuple(sorted(c)) for c in cells}), tuple(range(len(counts)))]
+    data = [1.0 for r in rows for _ in r]
+    row_at = [i for i, r in enumerate(rows) for _ in r]
+    col_at = [a for r in rows for a in r]
+    a_eq = sparse.csr_matrix((data, (row_at, col_at)), shape=(len(rows), len(counts)))
+    b_eq = np.array([float(sum(counts[a] for a in r)) for r in rows])
+    for cell in sorted(set(small), key=sorted):
+        objective = np.zeros(len(counts))
+        objective[list(cell)] = 1.0
+        low = linprog(objective, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+        high = linprog(-objective, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+        if low.status != 0 or high.status != 0:  # pragma: no cover - the truth is feasible
+            raise JobRefused("query auditing could not check this release; nothing was released")
+        if -high.fun - low.fun < min_cell - 1e-6:
+            raise JobRefused(
+                "query auditing: combined with results you were already released, this query "
+                f"would narrow a withheld cell to fewer than {min_cell} possible values (linear "
+                "reasoning across tables); nothing was released"
+            )
+
+
 def _check(difference: int, threshold: int) -> None:
     if 0 < difference < threshold:
         raise JobRefused(
@@ -92,9 +136,10 @@ def _check(difference: int, threshold: int) -> None:
 
 
 def _cells(
-    queries: Sequence[AuditedQuery], atoms: Sequence[NodeAtoms]
-) -> tuple[list[int], list[frozenset[int]], list[int]]:
-    """Atom counts, each released cell as a set of atoms, and each cell's query index."""
+    queries: Sequence[AuditedQuery], atoms: Sequence[NodeAtoms], *, with_withheld: bool = False
+) -> Any:
+    """Atom counts, each released cell as a set of atoms, and each cell's query index (and,
+    ``with_withheld``, each withheld cell — a group of a query not released — too)."""
     index = {q.query_id: i for i, q in enumerate(queries)}
     flat: list[tuple[set[int], dict[str, Any], int]] = []  # (queries matched, keys, n)
     for node in atoms:
@@ -109,8 +154,10 @@ def _cells(
     counts = [n for _, _, n in flat]
     cells: list[frozenset[int]] = []
     owner: list[int] = []
+    withheld: list[frozenset[int]] = []
     for qi, query in enumerate(queries):
         found: dict[tuple[Any, ...], set[int]] = {}
+        hidden: dict[tuple[Any, ...], set[int]] = {}
         wanted = {tuple(k) for k in query.released}
         for a, (matched, values, _) in enumerate(flat):
             if qi not in matched:
@@ -118,9 +165,14 @@ def _cells(
             key = tuple(_rolled(values.get(g.column), g) for g in query.group_by)
             if key in wanted:
                 found.setdefault(key, set()).add(a)
+            elif with_withheld:
+                hidden.setdefault(key, set()).add(a)
         for members in found.values():
             cells.append(frozenset(members))
             owner.append(qi)
+        withheld += [frozenset(m) for m in hidden.values()]
+    if with_withheld:
+        return counts, cells, owner, withheld
     return counts, cells, owner
 
 

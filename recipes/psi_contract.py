@@ -80,6 +80,9 @@ class PsiPlan(Strict):
     #: reveal mode: keep the flagged records as an owner-only verification list (False when
     #: reveal is only the means, e.g. several answering agencies, and the output is counts)
     verification_list: bool = True
+    #: differential privacy (cardinality mode): at most this many elements per key (one per
+    #: area at ``match_level``), so one person moves each count by at most this much
+    max_areas_per_key: int | None = None
 
 
 class PsiRecipe(Recipe):

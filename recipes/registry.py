@@ -47,6 +47,7 @@ def default_registry() -> RecipeRegistry:
     """Every recipe shipped in this package."""
     from recipes.aggregate import FederatedAggregate
     from recipes.dp_aggregate import DPAggregate
+    from recipes.dp_matching import DPMissedRegistration
     from recipes.key_groups import KeyGroupsByArea
     from recipes.missed_registration import MissedRegistration
     from recipes.separation import Separation
@@ -62,5 +63,6 @@ def default_registry() -> RecipeRegistry:
             ShouldCancel(),
             Separation(),
             ShouldCancelAbsent(),
+            DPMissedRegistration(),
         ]
     )
