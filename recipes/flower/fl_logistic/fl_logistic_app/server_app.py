@@ -1,0 +1,125 @@
+"""The ServerApp: runs under the hub's SuperLink and only ever holds the aggregate.
+
+Each round is a SecAgg+ fit round (``SecAggPlusWorkflow``): nodes upload masked vectors and the
+server unmasks only their weighted sum, so no district's update is ever seen on its own. After
+the training rounds one more secure round with no local steps evaluates the final model (the
+nodes send it back unchanged, with its metrics on their data). Each round's aggregate —
+coefficients, metrics, how many nodes answered — is appended as one JSON line to the file the
+hub named in ``result-path``; that file is all the hub reads back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from flwr.common import Context, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.server import LegacyContext, ServerConfig
+from flwr.server.strategy import FedAvg
+from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.server.workflow.constant import MAIN_PARAMS_RECORD
+from flwr.serverapp import Grid, ServerApp
+
+app = ServerApp()
+
+
+class RecordingFedAvg(FedAvg):
+    """FedAvg that appends each round's aggregate to the hub's result file.
+
+    Under SecAgg+ every result already carries the unmasked weighted average (the workflow
+    writes the aggregate into each), so averaging again returns it unchanged.
+    """
+
+    def __init__(self, *, result_path: str, features: list[str], rounds: int, **kw) -> None:
+        super().__init__(**kw)
+        self.result_path = result_path
+        self.features = features
+        self.rounds = rounds
+        self.started = time.time()
+
+    def configure_fit(self, server_round, parameters, client_manager):
+        items = super().configure_fit(server_round, parameters, client_manager)
+        # the first round waits for every expected node; later ones go on with who is left
+        self.min_available_clients = 2
+        self.min_fit_clients = 2
+        return items
+
+    def aggregate_fit(self, server_round, results, failures):
+        parameters, metrics = super().aggregate_fit(server_round, results, failures)
+        if parameters is not None:
+            vector = parameters_to_ndarrays(parameters)[0]
+            d = len(self.features) + 1
+            self.write(
+                {
+                    "round": server_round,
+                    "evaluation_only": server_round > self.rounds,
+                    "nodes": len(results),
+                    "failures": len(failures),
+                    # the metrics are those of the model that entered this round
+                    "accuracy": float(vector[d]),
+                    "loss": float(vector[d + 1]),
+                    "intercept": float(vector[0]),
+                    "coefficients": [float(v) for v in vector[1:d]],
+                    "seconds": round(time.time() - self.started, 3),
+                }
+            )
+        return parameters, metrics
+
+    def write(self, record: dict) -> None:
+        if not self.result_path:
+            return
+        path = Path(self.result_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    run = context.run_config
+    rounds = int(run["num-server-rounds"])
+    steps = int(run["local-steps"])
+    features = [f for f in str(run["features"]).split(",") if f]
+    min_nodes = max(2, int(run.get("min-nodes", 2)))
+    timeout = float(run["round-timeout"])
+
+    def fit_config(server_round: int) -> dict:
+        return {"local-steps": steps if server_round <= rounds else 0, "server-round": server_round}
+
+    strategy = RecordingFedAvg(
+        result_path=str(run["result-path"]),
+        features=features,
+        rounds=rounds,
+        fraction_fit=1.0,
+        fraction_evaluate=0.0,
+        min_fit_clients=min_nodes,
+        min_evaluate_clients=0,
+        min_available_clients=min_nodes,
+        accept_failures=True,
+        on_fit_config_fn=fit_config,
+        initial_parameters=ndarrays_to_parameters([np.zeros(len(features) + 3)]),
+    )
+    legacy = LegacyContext(
+        context=context,
+        config=ServerConfig(num_rounds=rounds + 1, round_timeout=timeout),
+        strategy=strategy,
+    )
+    secure = SecAggPlusWorkflow(
+        num_shares=max(3, min_nodes),
+        reconstruction_threshold=2,
+        max_weight=float(run.get("max-weight", 100000.0)),
+        timeout=timeout,
+    )
+    DefaultWorkflow(fit_workflow=secure)(grid, legacy)
+    vector = legacy.state.array_records[MAIN_PARAMS_RECORD].to_numpy_ndarrays()[0]
+    d = len(features) + 1
+    strategy.write(
+        {
+            "done": True,
+            "intercept": float(vector[0]),
+            "coefficients": [float(v) for v in vector[1:d]],
+            "seconds": round(time.time() - strategy.started, 3),
+        }
+    )
