@@ -106,9 +106,9 @@ class JobService:
         """Validate, then write the job and its signed tasks in one transaction (all or nothing)."""
         self._gate.ensure_allowed(actor, "run-job")
         try:
-            recipe, params, targets = self._plan(request)
-            if isinstance(recipe, FlowerRecipe):
+            if isinstance(self._book.get(request.recipe, request.version), FlowerRecipe):
                 self._trainer().ensure_available()
+            recipe, params, targets = self._plan(request)
             now = time.time()
             job = Job(
                 id=uuid.uuid4().hex,
