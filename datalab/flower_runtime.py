@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from datalab.errors import DatalabError
@@ -119,18 +120,26 @@ def _sources_digest(app_dir: Path) -> str:
     return h.hexdigest()
 
 
-def stop_group(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """SIGTERM a Flower process's group, then SIGKILL what is left: a SuperNode or SuperLink can
-    take seconds to exit, and its children (SuperExec, app processes) must not outlive it.
-    Flower processes are started with ``start_new_session=True`` so their group is theirs."""
+def stop_group(*procs: subprocess.Popen[bytes], grace: float = 3.0) -> None:
+    """SIGTERM each Flower process's group, then SIGKILL what is left after ``grace`` seconds:
+    a SuperNode or SuperLink can take seconds to exit, and its children (SuperExec, app
+    processes) must not outlive it. Flower processes are started with
+    ``start_new_session=True``, so each leads its own group."""
+    for proc in procs:
+        kill_group(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
+    for proc in procs:
+        kill_group(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+
+
+def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
+        os.killpg(pid, sig)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

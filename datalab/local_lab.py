@@ -142,8 +142,10 @@ class LocalLab:
 
     def flower_pids(self, agency: str) -> list[int]:
         """The process ids of ``agency``'s SuperNode and gate (each leads its process group)."""
-        folder = self.node_state(agency) / "flower"
-        return [int(p.read_text()) for p in sorted(folder.glob("*.pid"))]
+        return [int(p.read_text()) for p in self._flower_pid_files(agency)]
+
+    def _flower_pid_files(self, agency: str) -> list[Path]:
+        return sorted((self.node_state(agency) / "flower").glob("*.pid"))
 
     def kill_node(self, agency: str) -> None:
         """The node's machine dies: its agent, SuperNode and gate are killed at once."""
@@ -179,6 +181,14 @@ class LocalLab:
                 self._terminate(name, wait=False)
         for name in list(self._procs):
             self._terminate(name)
+        if self.flower:
+            # a hub or node killed before it could stop its Flower processes leaves them behind
+            from datalab.flower_runtime import kill_group
+
+            leftovers = [*self.hub_state().glob("flower/*.pid")]
+            leftovers += [p for a in self.agency_names() for p in self._flower_pid_files(a)]
+            for pid_file in leftovers:
+                kill_group(int(pid_file.read_text()))
         for fh in self._logs:
             fh.close()  # type: ignore[attr-defined]
         self._logs.clear()

@@ -169,6 +169,7 @@ class SuperLink:
                 )
             finally:
                 logfile.close()
+        (self.dir / "superlink.pid").write_text(str(self._proc.pid), encoding="utf-8")
         log.info("SuperLink started on port %d (pid %d)", self.port, self._proc.pid)
 
     def wait_ready(self, timeout: float) -> None:
@@ -209,11 +210,12 @@ class SuperLink:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
         with self._lock:
             if self._proc is not None:
                 stop_group(self._proc)
+                (self.dir / "superlink.pid").unlink(missing_ok=True)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def cli(self, *args: str, timeout: float = 60.0) -> dict[str, Any]:
         """Run ``flwr <args> --format json`` against this SuperLink; its JSON answer."""
@@ -263,10 +265,10 @@ class Trainer:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
         if self.link is not None:
             self.link.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def ensure_available(self) -> None:
         if self.link is None:
@@ -391,6 +393,7 @@ class Trainer:
             if len(rounds) > seen:
                 self._add_rounds(job_id, rounds[seen:])
             if final is not None:
+                self._keep_log(run_id, Path(result_path))
                 self._release(job_id, final)
             elif time.time() > deadline:
                 self._stop_run(run_id)
@@ -399,6 +402,24 @@ class Trainer:
                 status = self._status(run_id)
                 if status.startswith("finished") and not status.endswith("completed"):
                     self._fail(job_id, f"the Flower run ended as {status}")
+
+    def _keep_log(self, run_id: str | None, result_path: Path) -> None:
+        """Keep the ServerApp's log beside its record (for the hub's operator: aggregates and
+        Flower's own messages only — the ServerApp never sees a node's update)."""
+        if self.link is None or not run_id:
+            return
+        try:
+            done = subprocess.run(
+                [str(self.link.bin / "flwr"), "log", run_id, LINK, "--show"],
+                capture_output=True,
+                text=True,
+                env=flower_env(self.link.bin, self.link.home),
+                timeout=30,
+                check=False,
+            )
+            result_path.with_suffix(".log").write_text(done.stdout, encoding="utf-8")
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            log.warning("could not keep the log of run %s: %s", run_id, exc)
 
     def _status(self, run_id: str) -> str:
         assert self.link is not None

@@ -73,6 +73,8 @@ class SuperNode:
         self.port = settings.flower_port or free_port()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._offset = 0
+        #: runs already reported to the hub (a refused run is refused again each round)
+        self._reported: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -158,8 +160,7 @@ class SuperNode:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        for proc in self._procs.values():
-            stop_group(proc)
+        stop_group(*self._procs.values())
         for name in self._procs:
             (self.dir / f"{name}.pid").unlink(missing_ok=True)
 
@@ -224,9 +225,11 @@ class SuperNode:
                 ),
                 at=float(record.get("at", time.time())),
             )
-            self.log.append("flower_app_refused", refusal.model_dump(mode="json"))
-            logger.warning("%s", refusal.reason)
-            self._post(refusal)
+            if refusal.run_id not in self._reported:
+                self.log.append("flower_app_refused", refusal.model_dump(mode="json"))
+                logger.warning("%s", refusal.reason)
+                self._post(refusal)
+                self._reported.add(refusal.run_id)
             self._offset += len(line) + 1
 
     def _post(self, refusal: FlowerRefusal) -> None:

@@ -25,6 +25,31 @@ from flwr.serverapp import Grid, ServerApp
 app = ServerApp()
 
 
+class SecAggPlus(SecAggPlusWorkflow):
+    """Flower's SecAgg+ workflow, forgetting nodes that never took part in a round.
+
+    Flower 1.42 keeps every *sampled* node in the unmask stage's list of dead nodes, even one
+    that never answered the setup stage (a node whose gate refused the app, or that died
+    first): the server then asks the others for key shares nobody holds, the clients fail with
+    ``KeyError`` and the round is lost ("Not enough shares to recover secret"). A node that has
+    not distributed its key shares has no mask in anyone's vector, so after the setup and the
+    share-keys stages only the nodes that answered count as sampled. A node dropping later
+    (after sharing its keys) is still a dead node the protocol recovers from, as designed.
+    """
+
+    def setup_stage(self, grid, context, state):
+        ok = super().setup_stage(grid, context, state)
+        return self._forget_silent(state) if state.active_node_ids else ok
+
+    def share_keys_stage(self, grid, context, state):
+        super().share_keys_stage(grid, context, state)
+        return self._forget_silent(state)
+
+    def _forget_silent(self, state) -> bool:
+        state.sampled_node_ids = set(state.active_node_ids)
+        return len(state.active_node_ids) >= 2 and self._check_threshold(state)
+
+
 class RecordingFedAvg(FedAvg):
     """FedAvg that appends each round's aggregate to the hub's result file.
 
@@ -106,7 +131,7 @@ def main(grid: Grid, context: Context) -> None:
         config=ServerConfig(num_rounds=rounds + 1, round_timeout=timeout),
         strategy=strategy,
     )
-    secure = SecAggPlusWorkflow(
+    secure = SecAggPlus(
         num_shares=max(3, min_nodes),
         reconstruction_threshold=2,
         max_weight=float(run.get("max-weight", 100000.0)),
