@@ -12,6 +12,7 @@ Its code is the Flower app in ``recipes/flower/fl_logistic/`` (see ``recipes/fed
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,6 +38,28 @@ FEATURES = [
 ]
 #: fewer nodes than this and SecAgg+ cannot hide one node's update among the others.
 MIN_NODES = 2
+#: central DP: the delta of the (epsilon, delta) guarantee reported and debited.
+DELTA = 1e-6
+
+
+def noise_multiplier(epsilon: float, releases: int, delta: float = DELTA) -> float:
+    """The Gaussian noise multiplier z (noise std = z x clipping norm on the sum of updates)
+    that makes ``releases`` noisy aggregates (epsilon, delta)-DP for each node's data.
+
+    Each release is a Gaussian mechanism with sensitivity C and std zC: rho = 1/(2 z^2)
+    zero-concentrated DP; ``releases`` of them compose to rho x releases; rho-zCDP implies
+    (rho + 2 sqrt(rho ln(1/delta)), delta)-DP (Bun & Steinke 2016, Prop. 1.3). Solved for z.
+    """
+    log_term = math.log(1 / delta)
+    rho = (math.sqrt(log_term + epsilon) - math.sqrt(log_term)) ** 2
+    return math.sqrt(releases / (2 * rho))
+
+
+def epsilon_of(z: float, releases: int, delta: float = DELTA) -> float:
+    """The epsilon ``releases`` Gaussian releases with multiplier ``z`` cost (inverse of the
+    above; used to check it)."""
+    rho = releases / (2 * z * z)
+    return rho + 2 * math.sqrt(rho * math.log(1 / delta))
 
 
 class FederatedLogistic(FlowerRecipe):
@@ -106,6 +129,25 @@ class FederatedLogistic(FlowerRecipe):
                 maximum=10.0,
             ),
             ParamSpec(
+                name="epsilon",
+                type="float",
+                description=(
+                    "central differential privacy: the epsilon (delta 1e-6) the whole training "
+                    "spends from each dataset's budget; updates are clipped and the sum noised "
+                    "(Flower's DP wrapper). Unset: no DP"
+                ),
+                minimum=0.05,
+                maximum=20.0,
+            ),
+            ParamSpec(
+                name="clipping_norm",
+                type="float",
+                description="with epsilon: the L2 norm each node's update is clipped to",
+                default=2.0,
+                minimum=0.01,
+                maximum=100.0,
+            ),
+            ParamSpec(
                 name="min_rows",
                 type="int",
                 description="a node with fewer rows than this does not take part",
@@ -149,6 +191,10 @@ class FederatedLogistic(FlowerRecipe):
                         f"column {column!r} is an identifier: it may not be a feature or label"
                     )
 
+    def privacy_cost(self, params: Mapping[str, Any]) -> float | None:
+        epsilon = params.get("epsilon")
+        return None if epsilon is None else float(epsilon)
+
     def targets(
         self, params: Mapping[str, Any], catalogue: Sequence[tuple[str, CatalogueDataset]]
     ) -> list[Target]:
@@ -180,6 +226,13 @@ class FederatedLogistic(FlowerRecipe):
             "ridge": float(params["ridge"]),
             "min-rows": int(params["min_rows"]),
             "min-nodes": len(targets),
+            # every training round and the evaluation round release a noisy aggregate
+            "noise-multiplier": (
+                0.0
+                if params.get("epsilon") is None
+                else noise_multiplier(float(params["epsilon"]), int(params["rounds"]) + 1)
+            ),
+            "clipping-norm": float(params.get("clipping_norm") or 2.0),
             # SecAgg+ weighs each update by its rows, scaled by this bound
             "max-weight": float(max([d.rows for _, d in targets] + [1]) * 2),
         }
