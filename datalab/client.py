@@ -47,6 +47,9 @@ from datalab.wire import (
 if TYPE_CHECKING:
     from datalab.federated_model import FederatedModel
 
+#: training recipes whose model is a linear regression (the others are logistic).
+LINEAR_RECIPES = {"fl_linear": "linear"}
+
 
 class Lab:
     """A connection to a lab server as one person (analyst, admin, auditor or operator)."""
@@ -285,6 +288,7 @@ class Lab:
             intercept=values["intercept"],
             coefficients=np.array([values[f] for f in features]),
             provenance=final.provenance,
+            kind=LINEAR_RECIPES.get(final.recipe, "logistic"),
         )
 
     def _wait(self, view: JobView, *, progress: bool, timeout: float) -> JobView:

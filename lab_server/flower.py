@@ -493,7 +493,7 @@ class Trainer:
                     suppression=[],
                     released_at=now,
                     result_sha256=digest(result),
-                    epsilon=None,
+                    epsilon=_epsilon(job.params),
                     run_id=run.run_id,
                     rounds=[TrainingRound.model_validate(r) for r in run.rounds],
                 )
@@ -511,7 +511,7 @@ class Trainer:
                         fab_sha256=run.fab_sha256,
                         rounds=len(trained),
                         agencies=provenance.agencies,
-                        epsilon=None,
+                        epsilon=provenance.epsilon,
                     ),
                 )
         self.notifier.notify(job_key(job_id))
@@ -589,6 +589,12 @@ def _end(session: Any, job: Job, message: str, now: float) -> None:
     audit.record(
         session, audit.JobFailed(actor=audit.HUB, job_id=job.id, code="job_failed", message=message)
     )
+
+
+def _epsilon(params: dict[str, Any]) -> float | None:
+    """The epsilon the job's parameters asked for (and the budget was debited at creation)."""
+    value = params.get("epsilon")
+    return None if value is None else float(value)
 
 
 def _round(record: dict[str, Any]) -> TrainingRound:

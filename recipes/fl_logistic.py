@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from datalab.errors import InvalidParameters
 from datalab.wire import CatalogueDataset
@@ -65,6 +65,8 @@ def epsilon_of(z: float, releases: int, delta: float = DELTA) -> float:
 class FederatedLogistic(FlowerRecipe):
     app = "fl_logistic"
     model = "logistic"
+    #: the column types the label may have
+    label_types: ClassVar[tuple[str, ...]] = ("boolean",)
     manifest = RecipeManifest(
         name="fl_logistic",
         version="1.0.0",
@@ -176,8 +178,7 @@ class FederatedLogistic(FlowerRecipe):
             self._check_columns(out, [d for _, d in catalogue if d.name == out["dataset"]])
         return out
 
-    @staticmethod
-    def _check_columns(params: Mapping[str, Any], datasets: list[CatalogueDataset]) -> None:
+    def _check_columns(self, params: Mapping[str, Any], datasets: list[CatalogueDataset]) -> None:
         if not datasets:
             raise InvalidParameters(f"no node holds a dataset named {params['dataset']!r}")
         for dataset in datasets:
@@ -190,6 +191,12 @@ class FederatedLogistic(FlowerRecipe):
                     raise InvalidParameters(
                         f"column {column!r} is an identifier: it may not be a feature or label"
                     )
+            label = next(c for c in dataset.columns if c.name == params["label"])
+            if label.type not in self.label_types:
+                raise InvalidParameters(
+                    f"the label {params['label']!r} is {label.type}; {self.key} needs "
+                    f"{' or '.join(self.label_types)}"
+                )
 
     def privacy_cost(self, params: Mapping[str, Any]) -> float | None:
         epsilon = params.get("epsilon")

@@ -47,6 +47,7 @@ def default_registry() -> RecipeRegistry:
     """Every recipe shipped in this package."""
     from recipes.aggregate import FederatedAggregate
     from recipes.dp_aggregate import DPAggregate
+    from recipes.fl_linear import FederatedLinear
     from recipes.fl_logistic import FederatedLogistic
     from recipes.key_groups import KeyGroupsByArea
     from recipes.missed_registration import MissedRegistration
@@ -60,5 +61,6 @@ def default_registry() -> RecipeRegistry:
             MissedRegistration(),
             ShouldCancel(),
             FederatedLogistic(),
+            FederatedLinear(),
         ]
     )

@@ -67,3 +67,60 @@ def test_production_refuses_an_insecure_superlink(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="authenticate SuperNodes"):
         HubSettings(**base, flower=True, **certs)
     assert HubSettings(**base, flower=True, flower_supernode_auth=True, **certs).flower_tls
+
+
+class StubTrainer:
+    """Stands in for the Flower run (covered end to end in tests/e2e/test_federated.py): here
+    only what job creation does before a run starts is under test."""
+
+    def __init__(self) -> None:
+        self.submitted: list[tuple[str, dict]] = []
+
+    def ensure_available(self) -> None:
+        return None
+
+    def submit(self, job_id: str, recipe: object, params: dict, targets: list) -> None:
+        self.submitted.append((job_id, params))
+
+
+def test_a_dp_training_job_debits_epsilon_from_every_district_dataset(hub: Hub) -> None:
+    from datalab.wire import NodeRegistration, SignedRegistration
+    from tests.recipes.test_fl_logistic import outcomes
+
+    for agency in ("district_1", "district_2"):
+        node = SimNode(hub.client, agency)
+        reg = NodeRegistration(
+            agency=agency,
+            public_key=node.key.public_key,
+            version="test",
+            min_cell=3,
+            datasets=[outcomes()],
+        )
+        signed = SignedRegistration(
+            registration=reg,
+            signature=node.key.sign_value(reg.model_dump(mode="json", by_alias=True)),
+        )
+        response = hub.client.post(
+            "/api/v1/nodes/register",
+            content=signed.model_dump_json(by_alias=True).encode(),
+            headers={
+                "Authorization": "Bearer dev-enrolment-token",
+                "Content-Type": "application/json",
+            },
+        )
+        assert response.status_code == 200, response.text
+    stub = StubTrainer()
+    hub.services.jobs.trainer = stub
+    response = hub.submit(recipe="fl_logistic", params={"rounds": 1, "epsilon": 0.5})
+    assert response.status_code == 202, response.text
+    assert [p["epsilon"] for _, p in stub.submitted] == [0.5]
+    assert response.json()["tasks"] == []  # nodes take part through Flower, not tasks
+    budget = hub.client.get("/api/v1/privacy/budget", headers=hub.person("ana", "analyst"))
+    spent = {b["scope"]: b["spent"] for b in budget.json()}
+    assert spent == {
+        "dataset:district_1/verification_outcomes": 0.5,
+        "dataset:district_2/verification_outcomes": 0.5,
+    }
+    too_much = hub.submit(recipe="fl_logistic", params={"epsilon": 5.0})
+    assert too_much.status_code == 422  # above the lab's largest epsilon per query
+    assert len(stub.submitted) == 1

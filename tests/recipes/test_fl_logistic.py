@@ -114,3 +114,56 @@ def test_the_model_code_learns_a_logistic_signal_and_refuses_identifier_columns(
     assert model.metrics(w, x, y, "logistic")[1] < model.metrics(one, x, y, "logistic")[1]
     with pytest.raises(model.DataRefused, match="may not be used"):
         model.read_training_data(tmp_path, "d", ["id_number"], "y", allowed=["y"])
+
+
+def test_central_dp_calibration_and_cost() -> None:
+    from recipes.fl_logistic import epsilon_of, noise_multiplier
+
+    for epsilon in (0.1, 1.0, 8.0):
+        for releases in (2, 4, 21):
+            z = noise_multiplier(epsilon, releases)
+            assert epsilon_of(z, releases) == pytest.approx(epsilon, rel=1e-9)
+    # more rounds or a smaller epsilon need more noise
+    assert noise_multiplier(1.0, 4) > noise_multiplier(1.0, 2) > noise_multiplier(2.0, 2)
+    params = RECIPE.validate({"epsilon": 1.0, "rounds": 3}, catalogue(500, 400))
+    assert RECIPE.privacy_cost(params) == 1.0
+    assert RECIPE.privacy_cost(RECIPE.validate({}, catalogue(500, 400))) is None
+    pairs = [(t, outcomes()) for t in RECIPE.targets(params, catalogue(500, 400))]
+    config = RECIPE.run_config(params, pairs)
+    # the training rounds and the evaluation round each release a noisy sum
+    assert config["noise-multiplier"] == pytest.approx(noise_multiplier(1.0, 4))
+    assert config["clipping-norm"] == 2.0
+    assert (
+        RECIPE.run_config(RECIPE.validate({}, catalogue(500, 400)), pairs)["noise-multiplier"]
+        == 0.0
+    )
+
+
+def test_the_linear_recipe_shares_the_app_and_needs_a_numeric_label() -> None:
+    from recipes.fl_linear import FederatedLinear
+
+    linear = FederatedLinear()
+    assert linear.code_sha256() == RECIPE.code_sha256()
+    params = linear.validate({}, catalogue(500, 400))
+    assert params["label"] == "contribution_months_12"
+    assert (
+        linear.run_config(
+            params, [(t, outcomes()) for t in linear.targets(params, catalogue(500, 400))]
+        )["model"]
+        == "linear"
+    )
+    with pytest.raises(InvalidParameters, match="needs integer or float"):
+        linear.validate({"label": "confirmed", "features": ["age"]}, catalogue(500, 400))
+    with pytest.raises(InvalidParameters, match="needs boolean"):
+        RECIPE.validate({"label": "age", "features": ["has_tenancy"]}, catalogue(500, 400))
+
+
+def test_the_linear_model_code_recovers_a_linear_fit() -> None:
+    model = app_model()
+    rng = np.random.default_rng(5)
+    x = model.design({"a": rng.poisson(5, 3000)}, ["a"])
+    y = x @ np.array([2.0, -0.5]) + rng.normal(0, 0.1, 3000)
+    w = model.local_update(np.zeros(2), x, y, "linear", steps=1, ridge=0.0)
+    assert np.allclose(w, [2.0, -0.5], atol=0.02)
+    r2, mse = model.metrics(w, x, y, "linear")
+    assert r2 > 0.7 and mse == pytest.approx(0.01, rel=0.1)  # the noise variance

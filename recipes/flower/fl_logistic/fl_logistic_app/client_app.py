@@ -1,6 +1,8 @@
 """The ClientApp: runs inside a district node, on that district's rows, and answers with its
 model update only through SecAgg+ (``secaggplus_mod`` masks it before it leaves the node).
 
+Under central DP the update is clipped (``fixedclipping_mod``) before it is masked.
+
 Each update also carries the incoming global model's accuracy and loss on this node's data, so
 the weighted average the server unmasks is the global model's metrics over all nodes — no node's
 own metrics are sent in the clear.
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 from flwr.client import NumPyClient
-from flwr.client.mod import secaggplus_mod
+from flwr.client.mod import fixedclipping_mod, secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.common import Context
 
@@ -36,6 +38,8 @@ class Trainer(NumPyClient):
         #: (inside the node's domain), so an attack test can look for it at the hub.
         self.record = str(node.get("record-updates", ""))
         self.node_id = context.node_id
+        #: under central DP every node weighs the same (the noise is calibrated per node)
+        self.uniform = float(run.get("noise-multiplier", 0.0)) > 0
 
     def get_parameters(self, config: dict) -> list[np.ndarray]:
         return [np.zeros(self.x.shape[1] + 2)]
@@ -52,11 +56,14 @@ class Trainer(NumPyClient):
             folder.mkdir(parents=True, exist_ok=True)
             round_ = int(config.get("server-round", 0))
             np.save(folder / f"update-{self.node_id}-{round_}.npy", update)
-        return [update], len(self.y), {}
+        return [update], 1 if self.uniform else len(self.y), {}
 
 
 def client_fn(context: Context):
     return Trainer(context).to_client()
 
 
-app = ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
+# SecAgg+ outermost: it calls the training step only when collecting masked vectors, and
+# ``fixedclipping_mod`` clips the update there, before it is masked (central DP; without DP the
+# server asks for a clipping norm no update reaches)
+app = ClientApp(client_fn=client_fn, mods=[secaggplus_mod, fixedclipping_mod])
