@@ -258,8 +258,9 @@ class Trainer:
 
     def start(self) -> None:
         self._fail_orphans()
-        if self.link is not None:
-            self.link.start()
+        if self.link is None:
+            return  # no SuperLink: no run can start, nothing to follow
+        self.link.start()
         self._thread = threading.Thread(target=self._follow, name="flower-runs", daemon=True)
         self._thread.start()
 

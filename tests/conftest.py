@@ -109,7 +109,7 @@ def flower_lab(city: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         state_dir=state,
         agencies=[p.name for p in sorted(city.glob("district_*"))],
         flower=True,
-        flower_round_timeout_s=25.0,
+        flower_round_timeout_s=15.0,
         flower_record_updates=state / "updates",
     )
     lab.start()

@@ -20,6 +20,8 @@ def test_default_registry_lists_the_shipped_recipes() -> None:
     assert keys == [
         "aggregate@1.0.0",
         "dp_aggregate@1.0.0",
+        "fl_linear@1.0.0",
+        "fl_logistic@1.0.0",
         "key_groups@1.0.0",
         "missed_registration@1.0.0",
         "should_cancel@1.0.0",
@@ -49,7 +51,7 @@ def test_latest_version_wins() -> None:
 def test_not_found_messages() -> None:
     reg = default_registry()
     with pytest.raises(
-        NotFound, match="no recipe named 'nope'; known recipes: aggregate, dp_aggregate, key_gr"
+        NotFound, match="no recipe named 'nope'; known recipes: aggregate, dp_aggregate, fl_linear"
     ):
         reg.get("nope")
     with pytest.raises(NotFound, match=r"no recipe aggregate@9\.9\.9"):

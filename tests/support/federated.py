@@ -65,9 +65,13 @@ def run_scenario(lab: LocalLab) -> Scenario:
     refusing, killed, kept = agencies[-1], agencies[-2], agencies[:-2]
     for agency in agencies:
         wait_for(lambda a=agency: fab in allowed_hashes(lab, a), 60, f"{agency}'s allow-list")
-    ApprovalStore(lab.node_state(refusing), refusing).revoke(
-        RECIPE, VERSION, revoked_by=f"admin-{refusing}", reason="not for this district"
-    )
+    # every recipe running this app (fl_linear shares fl_logistic's FAB) loses its approval
+    store = ApprovalStore(lab.node_state(refusing), refusing)
+    for grant in store.list():
+        if grant.code_sha256 == fab:
+            store.revoke(
+                grant.recipe, grant.version, revoked_by=f"admin-{refusing}", reason="not here"
+            )
     wait_for(lambda: fab not in allowed_hashes(lab, refusing), 15, "the revocation to apply")
     started = time.monotonic()
     with Lab(lab.url, lab.tokens[ANALYST]) as analyst, ThreadPoolExecutor(1) as pool:
