@@ -55,8 +55,7 @@ def test_a_node_refuses_an_unapproved_app_and_the_hub_logs_it(
     refusals = [
         e
         for e in audit(flower_lab)
-        if e.event == "flower_app_refused"
-        and e.data["fab_sha256"] == federated_scenario.fab_sha256
+        if e.event == "flower_app_refused" and e.data["fab_sha256"] == federated_scenario.fab_sha256
     ]
     mine = [e for e in refusals if e.actor == refusing]
     assert mine, f"no refusal from {refusing} in the audit log: {refusals}"
