@@ -98,6 +98,12 @@ def governed_lab(city: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         lab.stop()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the federated tests last: their lab's Flower processes poll all the time, and left
+    running beside the other tests they would slow them (and their timeouts) down."""
+    items.sort(key=lambda item: "flower_lab" in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def flower_lab(city: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLab]:
     """A live lab with federated training: the hub with its Flower SuperLink and the district
