@@ -8,6 +8,7 @@ single party can do in a real deployment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -53,6 +54,14 @@ class LocalLab:
     log_dir: Path | None = None
     #: the hub address nodes are given (default: the hub itself; tests put a proxy here).
     node_hub_url: str | None = None
+    #: federated training (opt-in, slow to start): the hub runs a Flower SuperLink and every
+    #: node holding a dataset a training recipe reads runs a SuperNode behind its gate.
+    flower: bool = False
+    flower_port: int = 0
+    #: seconds each SecAgg+ stage waits for silent nodes (a refusing or dead node costs this).
+    flower_round_timeout_s: float = 30.0
+    #: test hook: nodes keep a copy of each plain update under this folder (per agency).
+    flower_record_updates: Path | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[object] = field(default_factory=list)
@@ -105,40 +114,60 @@ class LocalLab:
                 "DATALAB_HUB_NODE_TIMEOUT_S": str(self.node_timeout_s),
             }
         )
-        self._spawn(
-            "hub",
-            [
-                "server",
-                "--state",
-                str(self.hub_state()),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-            env,
-        )
+        args = ["server", "--state", str(self.hub_state()), "--host", "127.0.0.1"]
+        args += ["--port", str(self.port)]
+        if self.flower:
+            self.flower_port = self.flower_port or free_port()
+            args += ["--flower", "--flower-port", str(self.flower_port)]
+            env["DATALAB_HUB_FLOWER_ROUND_TIMEOUT_S"] = str(self.flower_round_timeout_s)
+        self._spawn("hub", args, env)
         self._wait_http(f"{self.url}/api/v1/health", "hub")
 
+    def flower_agencies(self) -> list[str]:
+        """The agencies that train: those holding a dataset some training recipe reads."""
+        from recipes.federated import FlowerRecipe
+        from recipes.registry import default_registry
+
+        kinds = {
+            role.kind
+            for recipe in default_registry().all()
+            if isinstance(recipe, FlowerRecipe)
+            for role in recipe.manifest.datasets
+        }
+        return [
+            a
+            for a in self.agency_names()
+            if kinds & {d.kind for d in AgencyManifest.load(self.city_dir / a).datasets}
+        ]
+
+    def flower_pids(self, agency: str) -> list[int]:
+        """The process ids of ``agency``'s SuperNode and gate (each leads its process group)."""
+        return [int(p.read_text()) for p in self._flower_pid_files(agency)]
+
+    def _flower_pid_files(self, agency: str) -> list[Path]:
+        return sorted((self.node_state(agency) / "flower").glob("*.pid"))
+
+    def kill_node(self, agency: str) -> None:
+        """The node's machine dies: its agent, SuperNode and gate are killed at once."""
+        proc = self._procs.pop(f"node-{agency}", None)
+        if proc is not None:
+            proc.kill()
+            proc.wait(timeout=10)
+        for pid in self.flower_pids(agency):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+
     def start_node(self, agency: str) -> None:
-        self._spawn(
-            f"node-{agency}",
-            [
-                "node",
-                "run",
-                "--agency",
-                agency,
-                "--data",
-                str(self.city_dir / agency),
-                "--hub",
-                self.node_hub_url or self.url,
-                "--state",
-                str(self.node_state(agency)),
-                "--min-cell",
-                str(self.min_cell),
-            ],
-            self._env(),
-        )
+        args = ["node", "run", "--agency", agency, "--data", str(self.city_dir / agency)]
+        args += ["--hub", self.node_hub_url or self.url, "--state", str(self.node_state(agency))]
+        args += ["--min-cell", str(self.min_cell)]
+        env = self._env()
+        if self.flower and agency in self.flower_agencies():
+            args += ["--flower-superlink", f"127.0.0.1:{self.flower_port}"]
+            if self.flower_record_updates is not None:
+                folder = self.flower_record_updates / agency
+                env["DATALAB_NODE_FLOWER_RECORD_UPDATES"] = str(folder)
+        self._spawn(f"node-{agency}", args, env)
 
     def stop_node(self, agency: str) -> None:
         self._terminate(f"node-{agency}")
@@ -152,6 +181,14 @@ class LocalLab:
                 self._terminate(name, wait=False)
         for name in list(self._procs):
             self._terminate(name)
+        if self.flower:
+            # a hub or node killed before it could stop its Flower processes leaves them behind
+            from datalab.flower_runtime import kill_group
+
+            leftovers = [*self.hub_state().glob("flower/*.pid")]
+            leftovers += [p for a in self.agency_names() for p in self._flower_pid_files(a)]
+            for pid_file in leftovers:
+                kill_group(int(pid_file.read_text()))
         for fh in self._logs:
             fh.close()  # type: ignore[attr-defined]
         self._logs.clear()

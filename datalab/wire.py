@@ -187,6 +187,9 @@ class Provenance(Wire):
     rules: dict[str, Any] = Field(default_factory=dict)
     #: differential privacy: the epsilon this job spent from each dataset's budget (None: no DP).
     epsilon: float | None = None
+    #: federated training: the Flower run and the aggregate metrics of each round.
+    run_id: str | None = None
+    rounds: list[TrainingRound] = Field(default_factory=list)
 
 
 class ErrorInfo(Wire):
@@ -451,3 +454,48 @@ class PsiProgress(Wire):
 
 class PsiPosted(Wire):
     seq: int
+
+
+# ---------------------------------------------------------------- federated training (Flower)
+
+
+class TrainingRound(Wire):
+    """One secure round of a Flower run, as the hub saw it: only aggregates. ``accuracy`` and
+    ``loss`` are those of the model that entered the round, over all answering nodes' rows
+    (SecAgg+ sums them with the updates); the last round (``evaluation_only``) takes no training
+    step and measures the final model."""
+
+    round: int
+    evaluation_only: bool = False
+    nodes: int
+    failures: int = 0
+    accuracy: float
+    loss: float
+    seconds: float
+
+
+class FlowerRefusal(Wire):
+    """A node's gate refused a Flower app: its FAB hash is not approved by the agency. Posted by
+    the node agent (signed) — Flower's server sees only a node that does not answer."""
+
+    run_id: str
+    fab_sha256: str
+    reason: str
+    at: float
+
+
+class TrainingView(Wire):
+    """A training job's progress: the rounds so far and the refusals reported."""
+
+    job_id: str
+    state: JobState
+    run_id: str | None = None
+    fab_sha256: str
+    rounds_planned: int
+    rounds: list[TrainingRound] = Field(default_factory=list)
+    refusals: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# the rounds of a training job travel in its provenance (defined above these classes)
+Provenance.model_rebuild()
+JobView.model_rebuild()

@@ -14,6 +14,7 @@ from lab_server.routes import (
     approvals,
     audit,
     catalogue,
+    flower,
     health,
     jobs,
     nodes,
@@ -44,7 +45,19 @@ def create_app(
     )
     app.state.services = services
     error_handlers.install(app)
-    for module in (health, nodes, psi, catalogue, recipes, jobs, audit, users, privacy, approvals):
+    for module in (
+        health,
+        nodes,
+        psi,
+        catalogue,
+        recipes,
+        jobs,
+        flower,
+        audit,
+        users,
+        privacy,
+        approvals,
+    ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(console.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

@@ -286,6 +286,54 @@ class PsiRelayed(AuditEvent):
     by_sender: dict[str, dict[str, int]]
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainingStarted(AuditEvent):
+    """The hub submitted a training job's Flower app to its SuperLink."""
+
+    name: ClassVar[str] = "training_started"
+    job_id: str
+    run_id: str
+    fab_sha256: str
+    agencies: list[str]
+    rounds: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingRoundDone(AuditEvent):
+    """One secure round ended: how many nodes' updates the aggregate holds (never an update)."""
+
+    name: ClassVar[str] = "training_round"
+    job_id: str
+    round: int
+    nodes: int
+    failures: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowerAppRefused(AuditEvent):
+    """A node's gate refused to run a Flower app whose hash its agency has not approved."""
+
+    name: ClassVar[str] = "flower_app_refused"
+    agency: str
+    run_id: str
+    fab_sha256: str
+    job_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelReleased(AuditEvent):
+    """A trained model went to the analyst: its digest, rounds, nodes and epsilon."""
+
+    name: ClassVar[str] = "model_released"
+    job_id: str
+    result_sha256: str
+    fab_sha256: str
+    rounds: int
+    agencies: list[str]
+    epsilon: float | None = None
+
+
 def record(session: Session, event: AuditEvent) -> AuditRow:
     """Append ``event`` to the chain inside the caller's transaction (the one seam for audit).
 

@@ -61,6 +61,15 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--environment", choices=["development", "production"], default=None, help="deployment"
     )
+    parser.add_argument(
+        "--flower",
+        action="store_true",
+        default=None,
+        help="start and supervise a Flower SuperLink for training recipes (DATALAB_HUB_FLOWER)",
+    )
+    parser.add_argument(
+        "--flower-port", type=int, default=None, help="the SuperLink's port (default: a free one)"
+    )
 
 
 def run_server(args: argparse.Namespace) -> int:
@@ -75,6 +84,8 @@ def run_server(args: argparse.Namespace) -> int:
             host=getattr(args, "host", None),
             port=getattr(args, "port", None),
             environment=getattr(args, "environment", None),
+            flower=getattr(args, "flower", None),
+            flower_port=getattr(args, "flower_port", None),
         )
     except ValidationError as exc:
         return _settings_error("server", exc)

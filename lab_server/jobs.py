@@ -16,7 +16,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
@@ -57,9 +57,13 @@ from lab_server.query_audit import check_and_remember, priors_for, query_shape
 from lab_server.recipe_book import RecipeBook
 from lab_server.settings import HubSettings
 from recipes.contract import Combined, Recipe, Target
+from recipes.federated import FlowerRecipe
 from recipes.psi_contract import PsiRecipe
 from recipes.release import QuerySet
 from recipes.rules import BY_NAME, Rules, effective
+
+if TYPE_CHECKING:
+    from lab_server.flower import Trainer
 
 log = logging.getLogger("datalab.hub.jobs")
 
@@ -94,6 +98,8 @@ class JobService:
         self._notifier = notifier
         self._gate = gate
         self._protect = protect or default_protector()
+        #: runs training recipes as Flower runs (None: this hub cannot train).
+        self.trainer: Trainer | None = None
 
     # ------------------------------------------------------------------ create
 
@@ -101,6 +107,8 @@ class JobService:
         """Validate, then write the job and its signed tasks in one transaction (all or nothing)."""
         self._gate.ensure_allowed(actor, "run-job")
         try:
+            if isinstance(self._book.get(request.recipe, request.version), FlowerRecipe):
+                self._trainer().ensure_available()
             recipe, params, targets = self._plan(request)
             now = time.time()
             job = Job(
@@ -127,8 +135,17 @@ class JobService:
                     ),
                 )
             raise
+        if isinstance(recipe, FlowerRecipe):
+            # no tasks: the nodes take part through their SuperNodes, gated by approval
+            self._trainer().submit(view.job_id, recipe, params, targets)
+            return view
         self._notifier.notify(*{node_key(t.agency) for t in targets})
         return view
+
+    def _trainer(self) -> Trainer:
+        if self.trainer is None:
+            raise Conflict("this hub cannot run training recipes (no Flower SuperLink)")
+        return self.trainer
 
     def _write_job(
         self,
@@ -166,7 +183,7 @@ class JobService:
                 if epsilon is None and recipe.query_audited
                 else {}
             )
-            for target in targets:
+            for target in [] if isinstance(recipe, FlowerRecipe) else targets:
                 task = Task(
                     task_id=uuid.uuid4().hex,
                     job_id=job.id,

@@ -36,6 +36,8 @@ def lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextMana
     async def run(_app: FastAPI) -> AsyncIterator[None]:
         services.notifier.bind(asyncio.get_running_loop())
         await run_in_threadpool(services.jobs.sweep_timeouts)
+        # the SuperLink (when enabled) starts and stops with the hub
+        await run_in_threadpool(services.trainer.start)
         sweeper = asyncio.create_task(sweep_forever(services))
         try:
             yield
@@ -43,5 +45,6 @@ def lifespan(services: Services) -> Callable[[FastAPI], AbstractAsyncContextMana
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+            await run_in_threadpool(services.trainer.stop)
 
     return run

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datalab.signing import SigningKey, load_or_create_key
 from lab_server.approvals import ApprovalService
 from lab_server.db import Database
+from lab_server.flower import SuperLink, Trainer
 from lab_server.jobs import JobService, Protector
 from lab_server.nodes import NodeService
 from lab_server.notify import Notifier
@@ -37,6 +38,8 @@ class Services:
     approvals: ApprovalService
     transparency: Transparency
     psi: PsiRelay
+    #: federated training: the SuperLink (if enabled) and the runs of training jobs.
+    trainer: Trainer
     #: sha256(token) → (when looked up, person): see ``auth.current_person``.
     token_cache: dict[str, tuple[float, Actor]] = field(default_factory=dict)
 
@@ -68,6 +71,8 @@ def build_services(
     approvals = ApprovalService(db, book, gate)
     transparency = Transparency(db, hub_key)
     psi = PsiRelay(db, book, notifier)
+    trainer = Trainer(settings, db, notifier, SuperLink(settings) if settings.flower else None)
+    jobs.trainer = trainer
     return Services(
         settings,
         db,
@@ -81,4 +86,5 @@ def build_services(
         approvals,
         transparency,
         psi,
+        trainer,
     )

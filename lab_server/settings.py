@@ -37,6 +37,22 @@ class HubSettings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, gt=0)
     #: the longest a long-poll may wait (seconds).
     long_poll_max_s: float = Field(30.0, ge=0)
+    #: federated training (docs/federated.md): start and supervise a Flower SuperLink.
+    flower: bool = False
+    #: the SuperLink's one HTTP port (Fleet, Control and runtime APIs); 0: a free port.
+    flower_port: int = Field(0, ge=0, le=65535)
+    #: the address SuperNodes are told to reach (default: host:flower_port).
+    flower_public_address: str = ""
+    #: the Flower runtime's bin folder (default: .venv-flower/bin beside the lab's venv).
+    flower_bin: Path | None = None
+    #: seconds each SecAgg+ stage waits for nodes before going on without them.
+    flower_round_timeout_s: float = Field(60.0, gt=0)
+    #: TLS for the SuperLink (all three, or none: insecure, development only).
+    flower_ssl_ca_certfile: Path | None = None
+    flower_ssl_certfile: Path | None = None
+    flower_ssl_keyfile: Path | None = None
+    #: accept only SuperNodes whose public keys were registered (``flwr supernode register``).
+    flower_supernode_auth: bool = False
 
     @model_validator(mode="after")
     def _defaults_and_secrets(self) -> HubSettings:
@@ -49,12 +65,27 @@ class HubSettings(BaseSettings):
                     "needs its own secret, e.g. "
                     "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
                 )
+            if self.flower and not self.flower_tls:
+                raise ValueError(
+                    "a production hub runs its Flower SuperLink over TLS with SuperNode "
+                    "authentication: set DATALAB_HUB_FLOWER_SSL_CA_CERTFILE, _SSL_CERTFILE, "
+                    "_SSL_KEYFILE and DATALAB_HUB_FLOWER_SUPERNODE_AUTH=true"
+                )
+            if self.flower and not self.flower_supernode_auth:
+                raise ValueError(
+                    "a production SuperLink must authenticate SuperNodes: set "
+                    "DATALAB_HUB_FLOWER_SUPERNODE_AUTH=true and register each node's key"
+                )
             if len(self.enrolment_token) < MIN_SECRET_LENGTH:
                 raise ValueError(
                     f"DATALAB_HUB_ENROLMENT_TOKEN must be at least {MIN_SECRET_LENGTH} characters "
                     "in production"
                 )
         return self
+
+    @property
+    def flower_tls(self) -> bool:
+        return all((self.flower_ssl_ca_certfile, self.flower_ssl_certfile, self.flower_ssl_keyfile))
 
     @property
     def hub_key_path(self) -> Path:

@@ -37,6 +37,7 @@ from datalab.wire import (
 from node_agent.approvals import ApprovalStore
 from node_agent.connector import Connector, DuckDBConnector
 from node_agent.executor import Executor
+from node_agent.flower import SuperNode
 from node_agent.log import LocalLog
 from node_agent.psi_history import MinimumChange
 from node_agent.psi_party import PsiParty
@@ -201,6 +202,8 @@ class NodeAgent:
         self._transport = transport
         self._stop = asyncio.Event()
         self._executor: Executor | None = None
+        #: the agency's Flower SuperNode and gate (federated training), once registered.
+        self._supernode: SuperNode | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.max_concurrent_tasks)
         self._post_lock = asyncio.Lock()
@@ -226,6 +229,8 @@ class NodeAgent:
                 return 1
             finally:
                 await self._drain()
+                if self._supernode is not None:
+                    await asyncio.to_thread(self._supernode.stop)
                 self.nonces.close()
                 self.psi_history.close()
                 self.connector.close()
@@ -308,6 +313,12 @@ class NodeAgent:
             except DatalabError as exc:
                 logger.warning("the hub did not take the agency key: %s", _describe(exc))
         await self._sync_approvals(client)
+        if self.settings.flower_superlink and self._supernode is None:
+            # after registering: the SuperNode reports its gate's refusals as this node
+            self._supernode = SuperNode(
+                self.settings, self.registry, self.approvals, datasets, self.key, self.log
+            )
+            await asyncio.to_thread(self._supernode.start)
         self.log.append(
             "registered",
             {

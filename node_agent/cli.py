@@ -105,6 +105,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--poll-wait", type=float, metavar="S", help="long-poll seconds")
     parser.add_argument("--threads", type=int, metavar="N", help="DuckDB threads")
     parser.add_argument("--max-tasks", type=int, metavar="N", help="concurrent tasks")
+    parser.add_argument(
+        "--flower-superlink",
+        metavar="HOST:PORT",
+        help="join federated training: start a SuperNode for this SuperLink, gated by approvals",
+    )
 
 
 def run_node_command(args: argparse.Namespace, *, registry: RecipeRegistry | None = None) -> int:
@@ -189,6 +194,7 @@ def _run(args: argparse.Namespace, registry: RecipeRegistry | None) -> int:
             poll_wait_s=args.poll_wait,
             duckdb_threads=args.threads,
             max_concurrent_tasks=args.max_tasks,
+            flower_superlink=args.flower_superlink,
         )
     )
     if not (settings.data_dir / "manifest.json").is_file():

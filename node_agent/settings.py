@@ -107,6 +107,21 @@ class NodeSettings(StateSettings):
     #: processes for the PSI curve work (default: all cores).
     psi_workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
 
+    #: federated training (docs/federated.md): the hub's SuperLink address (host:port). Set, the
+    #: node starts and supervises a Flower SuperNode and the gate that runs approved apps only.
+    flower_superlink: str | None = None
+    #: the SuperNode's local runtime API port (one per SuperNode on a host); 0: a free port.
+    flower_port: int = Field(default=0, ge=0, le=65535)
+    #: the Flower runtime's bin folder (default: .venv-flower/bin beside the lab's venv).
+    flower_bin: Path | None = None
+    #: the CA certificate the SuperLink's TLS certificate must chain to (None: insecure).
+    flower_root_certificates: Path | None = None
+    #: the SuperNode's ECDSA P-384 private key, registered at the SuperLink (node auth).
+    flower_auth_key: Path | None = None
+    #: test hook: a folder (in this node's domain) where the ClientApp keeps a copy of each
+    #: plain update, so the attack tests can look for it at the hub. Never set in production.
+    flower_record_updates: Path | None = None
+
     @field_validator("hub_url")
     @classmethod
     def _hub_url(cls, value: str) -> str:
@@ -138,4 +153,11 @@ class NodeSettings(StateSettings):
                 )
             if not self.hub_url.startswith("https://"):
                 raise ValueError("production talks to the hub over https:// only")
+            if self.flower_superlink and not (
+                self.flower_root_certificates and self.flower_auth_key
+            ):
+                raise ValueError(
+                    "production joins the SuperLink over TLS with node authentication: set "
+                    "DATALAB_NODE_FLOWER_ROOT_CERTIFICATES and DATALAB_NODE_FLOWER_AUTH_KEY"
+                )
         return self

@@ -48,6 +48,8 @@ def default_registry() -> RecipeRegistry:
     from recipes.aggregate import FederatedAggregate
     from recipes.dp_aggregate import DPAggregate
     from recipes.dp_matching import DPMissedRegistration
+    from recipes.fl_linear import FederatedLinear
+    from recipes.fl_logistic import FederatedLogistic
     from recipes.key_groups import KeyGroupsByArea
     from recipes.missed_registration import MissedRegistration
     from recipes.separation import Separation
@@ -64,5 +66,7 @@ def default_registry() -> RecipeRegistry:
             Separation(),
             ShouldCancelAbsent(),
             DPMissedRegistration(),
+            FederatedLogistic(),
+            FederatedLinear(),
         ]
     )

@@ -14,6 +14,7 @@ import pytest
 
 from datalab.client import Lab
 from datalab.local_lab import ANALYST, AUDITOR, OPERATOR, LocalLab, free_port
+from tests.support.federated import Scenario, run_scenario
 from tests.support.identifiers import CityIdentifiers
 from tests.support.proxy import RecordingProxy
 
@@ -95,3 +96,36 @@ def governed_lab(city: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield lab
     finally:
         lab.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the federated tests last: their lab's Flower processes poll all the time, and left
+    running beside the other tests they would slow them (and their timeouts) down."""
+    items.sort(key=lambda item: "flower_lab" in getattr(item, "fixturenames", ()))
+
+
+@pytest.fixture(scope="session")
+def flower_lab(city: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLab]:
+    """A live lab with federated training: the hub with its Flower SuperLink and the district
+    nodes with their SuperNodes and gates (real processes). Only the federated tests use it:
+    Flower's processes are slow to start and each secure round takes tens of seconds."""
+    state = tmp_path_factory.mktemp("flower")
+    lab = LocalLab(
+        city_dir=city,
+        state_dir=state,
+        agencies=[p.name for p in sorted(city.glob("district_*"))],
+        flower=True,
+        flower_round_timeout_s=15.0,
+        flower_record_updates=state / "updates",
+    )
+    lab.start()
+    try:
+        yield lab
+    finally:
+        lab.stop()
+
+
+@pytest.fixture(scope="session")
+def federated_scenario(flower_lab: LocalLab) -> Scenario:
+    """One training job, run once: a district refusing the app, another dying mid-round."""
+    return run_scenario(flower_lab)

@@ -13,12 +13,13 @@ from tests.support.proxy import RecordingProxy
 def test_rules_and_budget_from_the_command_line(
     lab: LocalLab, proxy: RecordingProxy, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    analyst = ["privacy", "--url", proxy.url, "--token", lab.tokens[ANALYST]]
+    # --token=VALUE: a token may begin with "-", which argparse would read as an option
+    analyst = ["privacy", "--url", proxy.url, f"--token={lab.tokens[ANALYST]}"]
     assert main([*analyst, "rules", "--recipe", "aggregate"]) == 0
     out = capsys.readouterr().out
     assert "min_cell" in out and "recipe:aggregate@1.0.0" in out
     agency = next(a for a in lab.agency_names() if a.startswith("district_"))
-    admin = ["privacy", "--url", proxy.url, "--token", lab.tokens[f"admin-{agency}"]]
+    admin = ["privacy", "--url", proxy.url, f"--token={lab.tokens[f'admin-{agency}']}"]
     assert main([*admin, "set-rule", agency, "rounding_base", "5"]) == 0
     assert f"agency:{agency}" in capsys.readouterr().out
     assert main([*admin, "set-rule", agency, "rounding_base", "0"]) == 0

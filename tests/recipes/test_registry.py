@@ -21,6 +21,8 @@ def test_default_registry_lists_the_shipped_recipes() -> None:
         "aggregate@1.0.0",
         "dp_aggregate@1.0.0",
         "dp_missed_registration@1.0.0",
+        "fl_linear@1.0.0",
+        "fl_logistic@1.0.0",
         "key_groups@1.0.0",
         "missed_registration@1.0.0",
         "separation@1.0.0",

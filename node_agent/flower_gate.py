@@ -1,0 +1,109 @@
+"""The node's Flower gate: a SuperExec that runs only the app hashes its agency approved.
+
+Run by the node agent with the Flower runtime's Python (``.venv-flower``), beside a SuperNode
+started with ``--isolation process``: the SuperNode then launches nothing itself, and this
+process acquires each task from the SuperNode's runtime API and decides. A task whose FAB sha256
+is not in the node agent's allow-list (``--allowed``, a JSON file the node agent derives from its
+verified, agency-signed grants) is never installed or run: a *refuser* process (this script with
+``--refuse``) takes the task and answers it with an error ("not approved"), so the server counts
+the node as failed for that message instead of waiting for it, and the SuperNode's queue is not
+left holding a task nobody will run. The refusal is appended to ``--refusals`` (JSON lines),
+which the node agent reports to the hub over its signed channel.
+
+Flower has no offline hash allowlist (``--trusted-entities`` needs Flower's online hub), so this
+wraps Flower's own SuperExec loop and plugin (internal modules of flwr 1.42.0, pinned exactly).
+Imports nothing of the lab: it runs in Flower's environment, not the lab's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flwr.supercore.superexec.executor import LaunchResult
+from flwr.supercore.superexec.plugin import AutoExecPlugin
+
+ALLOWED: Path
+REFUSALS: Path
+
+
+def allowed_hashes() -> dict[str, str]:
+    """fab sha256 → recipe key, as the node agent last wrote them (none if unreadable)."""
+    try:
+        return dict(json.loads(ALLOWED.read_text(encoding="utf-8")).get("hashes", {}))
+    except (OSError, ValueError):
+        return {}
+
+
+class GatedPlugin(AutoExecPlugin):
+    """Flower's own plugin, launching a task only when its app hash is approved."""
+
+    def launch_task(self, token, task):
+        fab_hash = getattr(task, "fab_hash", "") or ""
+        if fab_hash and fab_hash in allowed_hashes():
+            return super().launch_task(token, task)
+        with REFUSALS.open("a", encoding="utf-8") as fh:
+            record = {
+                "run_id": int(task.run_id),
+                "task_id": int(task.task_id),
+                "fab_hash": fab_hash,
+                "at": time.time(),
+            }
+            fh.write(json.dumps(record) + "\n")
+        refuser = [sys.executable, __file__, "--refuse", "--allowed", str(ALLOWED)]
+        refuser += ["--refusals", str(REFUSALS), "--token", token]
+        refuser += ["--runtime-api-address", self.runtime_api_address]
+        if self.insecure:
+            refuser.append("--insecure")
+        elif self.root_certificates_path:
+            refuser += ["--root-certificates", self.root_certificates_path]
+        # the refuser answers the task with an error and exits; it never installs the app
+        subprocess.Popen(refuser, start_new_session=False)
+        return LaunchResult.accepted()
+
+
+class NotApproved(Exception):
+    """Raised in place of installing an app whose hash the agency has not approved."""
+
+
+def refuse() -> None:
+    """Take one task as Flower's ``flwr-clientapp`` would, but raise before the app is
+    installed: Flower's own error path then answers the server "not approved"."""
+    runner = importlib.import_module("flwr.supernode.runtime.run_clientapp")
+    cli = importlib.import_module("flwr.supernode.cli.flwr_clientapp")
+
+    def not_approved(*_args, **_kwargs):
+        raise NotApproved("this node's agency has not approved this app (FAB sha256)")
+
+    runner.install_from_fab = not_approved
+    cli.flwr_clientapp()
+
+
+def main() -> None:
+    global ALLOWED, REFUSALS
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--allowed", required=True, type=Path)
+    parser.add_argument("--refusals", required=True, type=Path)
+    parser.add_argument("--refuse", action="store_true", help="answer one task: not approved")
+    ours, rest = parser.parse_known_args()
+    ALLOWED, REFUSALS = ours.allowed, ours.refusals
+    sys.argv = [os.path.basename(sys.argv[0]), *rest]
+    if ours.refuse:
+        refuse()
+        return
+    REFUSALS.parent.mkdir(parents=True, exist_ok=True)
+    # the packages re-export functions under their modules' names: import the modules
+    loop = importlib.import_module("flwr.supercore.superexec.run_superexec")
+    cli = importlib.import_module("flwr.supercore.cli.flower_superexec")
+    loop.AutoExecPlugin = GatedPlugin
+    cli.flower_superexec()
+
+
+if __name__ == "__main__":
+    main()

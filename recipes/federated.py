@@ -1,0 +1,80 @@
+"""The contract of a training recipe: a Flower app trained across the nodes that hold a dataset.
+
+A ``FlowerRecipe`` is the third kind of ``Recipe`` (after aggregate plans and PSI matching). Its
+reviewed code is a Flower app under ``recipes/flower/<app>/`` (ServerApp + ClientApp + model,
+with the ``pyproject.toml`` Flower wants), and its code hash is the sha256 of the FAB Flower
+builds from that folder. So the approval machinery pins exactly what runs: an agency admin
+approves the FAB hash like any recipe hash, the node's gate (``node_agent/flower_gate.py``) runs
+only approved hashes, and the hub submits that same folder as the run.
+
+Nodes get no ``AggregatePlan`` and no task: the hub starts a Flower run and each node's SuperNode
+takes part if its gate lets the app through. What the analyst gets back is the model (the
+aggregate of all nodes' updates under SecAgg+) and its metrics per round, never data.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from datalab.errors import InvalidParameters
+from datalab.flower_runtime import fab_sha256
+from datalab.wire import CatalogueDataset, Table
+from recipes.contract import AggregatePlan, Combined, Recipe, Target
+
+#: where the Flower apps live (one folder per app, each a Flower project).
+APPS_DIR = Path(__file__).resolve().parent / "flower"
+#: the files of an app that Flower packs into its FAB (and reviewers read).
+APP_SUFFIXES = (".py", ".toml", ".md")
+
+
+class FlowerRecipe(Recipe):
+    """Base of the training recipes: a Flower app instead of a plan and a combine."""
+
+    #: the app's folder name under ``recipes/flower``.
+    app: ClassVar[str]
+    #: no query auditing: the release is a model, not a table of counts over a query set.
+    query_audited: ClassVar[bool] = False
+
+    @property
+    def app_dir(self) -> Path:
+        return APPS_DIR / self.app
+
+    def app_files(self) -> list[Path]:
+        return sorted(
+            p
+            for p in self.app_dir.rglob("*")
+            if p.is_file() and p.suffix in APP_SUFFIXES and "__pycache__" not in p.parts
+        )
+
+    def code_source(self) -> str:
+        """What reviewers read: every file of the app, each with a header naming it."""
+        return "".join(
+            f"# ---- {p.relative_to(APPS_DIR)}\n{p.read_text(encoding='utf-8')}"
+            for p in self.app_files()
+        )
+
+    def code_sha256(self) -> str:
+        """The FAB's sha256: what ``flwr run`` uploads, what nodes are asked to run and what an
+        approval pins."""
+        return fab_sha256(self.app_dir)
+
+    @abstractmethod
+    def run_config(
+        self, params: Mapping[str, Any], targets: Sequence[tuple[Target, CatalogueDataset]]
+    ) -> dict[str, Any]:
+        """The Flower run config of a job (the app's ``[tool.flwr.app.config]`` keys)."""
+
+    def plan(self, params: Mapping[str, Any], dataset: CatalogueDataset) -> AggregatePlan:
+        raise InvalidParameters(f"{self.key} is a training recipe: nodes run its Flower app")
+
+    def combine(self, params: Mapping[str, Any], partials: Sequence[Table]) -> Combined:
+        raise InvalidParameters(f"{self.key} is a training recipe: SecAgg+ combines its updates")
+
+
+def trainable(dataset: CatalogueDataset) -> set[str]:
+    """The columns of ``dataset`` a training recipe may read: all but identifiers (which are
+    join keys only, never features or labels)."""
+    return {c.name for c in dataset.columns if c.klass != "identifier"}

@@ -1,0 +1,116 @@
+"""The model, in numpy only: feature transform, local Newton steps, metrics, scoring.
+
+Shared by the ClientApp (inside each district node), the ServerApp (at the hub, aggregate only)
+and the lab's own code that scores a district's list or trains the same model centrally for the
+benchmark — one implementation, so "federated vs centralized" compares data placement, not code.
+
+Features pass through a fixed transform that needs no statistics of the data (a federated
+standardisation would cost a round and reveal per-node means): booleans become 0/1, numbers
+``log1p(max(x, 0))``. The parameter vector is ``[intercept, one weight per feature]``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+#: SecAgg+ quantises each value within ±this range; weights are clipped to it before upload.
+CLIP = 8.0
+MODELS = ("logistic", "linear")
+
+
+class DataRefused(Exception):
+    """The node's data or policy does not allow this training (the message says why)."""
+
+
+def transform(column: np.ndarray) -> np.ndarray:
+    """The fixed per-feature transform: bool → 0/1, numbers → log1p(max(x, 0)); nulls → 0."""
+    if column.dtype == bool:
+        return column.astype(float)
+    values = np.nan_to_num(column.astype(float), nan=0.0)
+    return np.log1p(np.maximum(values, 0.0))
+
+
+def design(columns: dict[str, np.ndarray], features: Sequence[str]) -> np.ndarray:
+    """The design matrix: an intercept column, then each transformed feature."""
+    n = len(next(iter(columns.values()))) if columns else 0
+    return np.column_stack([np.ones(n), *(transform(columns[f]) for f in features)])
+
+
+def predict(w: np.ndarray, x: np.ndarray, model: str = "logistic") -> np.ndarray:
+    """Probability of the label (logistic) or the fitted value (linear)."""
+    z = x @ w
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30))) if model == "logistic" else z
+
+
+def metrics(w: np.ndarray, x: np.ndarray, y: np.ndarray, model: str) -> tuple[float, float]:
+    """(accuracy, mean loss) for logistic; (R², mean squared error) for linear."""
+    p = predict(w, x, model)
+    if model == "logistic":
+        eps = 1e-12
+        loss = -np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps))
+        return float(np.mean((p >= 0.5) == (y >= 0.5))), float(loss)
+    mse = float(np.mean((y - p) ** 2))
+    var = float(np.var(y)) or 1.0
+    return 1.0 - mse / var, mse
+
+
+def local_update(
+    w: np.ndarray, x: np.ndarray, y: np.ndarray, model: str, steps: int, ridge: float
+) -> np.ndarray:
+    """``steps`` damped Newton steps from ``w`` on this data (ridge-penalised, not the
+    intercept). FedAvg of one Newton step per node from the same global point approximates a
+    global Newton step, so a few rounds converge where plain gradient steps would need many."""
+    n, d = x.shape
+    penalty = ridge * n * np.eye(d)
+    penalty[0, 0] = 0.0
+    for _ in range(steps):
+        p = predict(w, x, model)
+        weights = p * (1 - p) if model == "logistic" else np.ones(n)
+        grad = x.T @ (p - y) + penalty @ w
+        hess = (x * weights[:, None]).T @ x + penalty + 1e-9 * np.eye(d)
+        w = w - np.linalg.solve(hess, grad)
+    return np.clip(w, -CLIP, CLIP)
+
+
+def read_training_data(
+    data_path: str | Path,
+    dataset: str,
+    features: Sequence[str],
+    label: str,
+    allowed: Sequence[str],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) from one dataset of the node's folder, reading only the allowed columns.
+
+    ``allowed`` is the node's own list of columns its policy lets a training recipe read (the
+    node agent puts it in the SuperNode's config); anything else is refused before a byte of
+    data is read.
+    """
+    wanted = [*features, label]
+    refused = [c for c in wanted if c not in allowed]
+    if refused:
+        raise DataRefused(f"column {refused[0]!r} may not be used for training on this node")
+    root = Path(data_path)
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    entry = next((d for d in manifest["datasets"] if d["name"] == dataset), None)
+    if entry is None:
+        raise DataRefused(f"this node holds no dataset {dataset!r}")
+    path = root / entry["path"]
+    if entry.get("format", "parquet") == "csv":
+        table = pacsv.read_csv(path).select(wanted)
+    else:
+        table = pq.read_table(path, columns=wanted)
+    columns = {c: _numpy(table.column(c)) for c in wanted}
+    return design(columns, features), columns[label].astype(float)
+
+
+def _numpy(column: pa.ChunkedArray) -> np.ndarray:
+    if pa.types.is_boolean(column.type):
+        return np.asarray(column.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
+    return np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)

@@ -1,0 +1,100 @@
+"""The federated training scenario the end-to-end and attack tests share (one run: slow).
+
+One training job over the test city's district nodes (real hub + SuperLink, real node agents +
+SuperNodes + gates): one district has revoked its approval of ``fl_logistic`` (its gate must
+refuse the app), and another district's machine dies in the middle of the first round (its
+agent, SuperNode and gate are killed). The analyst's ``train`` call runs in a thread meanwhile.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from datalab.client import Lab
+from datalab.federated_model import FederatedModel
+from datalab.local_lab import ANALYST, LocalLab
+from node_agent.approvals import ApprovalStore
+from recipes.registry import default_registry
+
+RECIPE = "fl_logistic"
+VERSION = "1.0.0"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    model: FederatedModel
+    seconds: float
+    fab_sha256: str
+    refusing: str
+    killed: str
+    kept: list[str]
+
+
+def wait_for(check, timeout: float, what: str, step: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def allowed_hashes(lab: LocalLab, agency: str) -> dict[str, str]:
+    path = lab.node_state(agency) / "flower" / "allowed.json"
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8"))["hashes"])
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def app_started(lab: LocalLab, agency: str) -> bool:
+    """Whether ``agency``'s gate has launched an app process (the node is mid-round)."""
+    log = lab.node_state(agency) / "flower" / "gate.log"
+    return log.exists() and "flwr-clientapp" in log.read_text(encoding="utf-8", errors="replace")
+
+
+def run_scenario(lab: LocalLab) -> Scenario:
+    agencies = lab.flower_agencies()
+    assert len(agencies) >= 4, f"the scenario needs 4 district nodes, the city has {agencies}"
+    fab = default_registry().get(RECIPE, VERSION).code_sha256()
+    refusing, killed, kept = agencies[-1], agencies[-2], agencies[:-2]
+    for agency in agencies:
+        wait_for(lambda a=agency: fab in allowed_hashes(lab, a), 60, f"{agency}'s allow-list")
+    # every recipe running this app (fl_linear shares fl_logistic's FAB) loses its approval
+    store = ApprovalStore(lab.node_state(refusing), refusing)
+    for grant in store.list():
+        if grant.code_sha256 == fab:
+            store.revoke(
+                grant.recipe, grant.version, revoked_by=f"admin-{refusing}", reason="not here"
+            )
+    wait_for(lambda: fab not in allowed_hashes(lab, refusing), 15, "the revocation to apply")
+    started = time.monotonic()
+    with Lab(lab.url, lab.tokens[ANALYST]) as analyst, ThreadPoolExecutor(1) as pool:
+        training = pool.submit(analyst.train, RECIPE, rounds=1, progress=False, timeout=600)
+        wait_for(lambda: app_started(lab, killed) or training.done(), 180, "round 1 to start")
+        lab.kill_node(killed)
+        model = training.result()
+    return Scenario(
+        model=model,
+        seconds=time.monotonic() - started,
+        fab_sha256=fab,
+        refusing=refusing,
+        killed=killed,
+        kept=kept,
+    )
+
+
+def recorded_updates(folder: Path) -> dict[str, list[tuple[int, list[float]]]]:
+    """Per agency, the plain updates its ClientApp kept (round, vector): the test hook."""
+    import numpy as np
+
+    out: dict[str, list[tuple[int, list[float]]]] = {}
+    for path in sorted(folder.glob("*/update-*.npy")):
+        round_ = int(path.stem.rsplit("-", 1)[1])
+        out.setdefault(path.parent.name, []).append((round_, np.load(path).tolist()))
+    return out
