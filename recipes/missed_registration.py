@@ -42,7 +42,15 @@ from recipes.contract import (
     Target,
     validate_params,
 )
-from recipes.psi_contract import ActivePeriod, Identity, PsiPlan, PsiRecipe
+from recipes.psi_contract import (
+    ActivePeriod,
+    Identity,
+    PsiPlan,
+    PsiRecipe,
+    cascade_param,
+    level_param,
+    mode_param,
+)
 
 REGISTRATIONS = "population_registration"
 
@@ -112,20 +120,8 @@ class MissedRegistration(PsiRecipe):
                 choices=list(SOURCES),
                 description="the evidence of presence to match against registrations",
             ),
-            ParamSpec(
-                name="mode",
-                type="str",
-                default="per_group",
-                choices=["cardinality", "per_group", "reveal"],
-                description="one count, a count per area, or owner-only reveal (both approve)",
-            ),
-            ParamSpec(
-                name="level",
-                type="level",
-                default="community",
-                choices=["district", "street", "community", "grid"],
-                description="the area level the counts are given per",
-            ),
+            mode_param(),
+            level_param(),
             ParamSpec(
                 name="match_level",
                 type="level",
@@ -133,12 +129,7 @@ class MissedRegistration(PsiRecipe):
                 choices=["city", "district", "street", "community", "grid"],
                 description="registered 'there' means in the same area at this level",
             ),
-            ParamSpec(
-                name="cascade",
-                type="bool",
-                default=True,
-                description="match on name + birth date + sex where the ID is missing/invalid",
-            ),
+            cascade_param(),
             ParamSpec(
                 name="as_of",
                 type="str",

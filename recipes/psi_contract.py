@@ -25,7 +25,15 @@ from pydantic import Field
 from datalab.errors import InvalidParameters, JobFailed
 from datalab.geography import Level
 from datalab.wire import CatalogueDataset, Table
-from recipes.contract import AggregatePlan, Combined, Filter, Recipe, Strict, sort_key
+from recipes.contract import (
+    AggregatePlan,
+    Combined,
+    Filter,
+    ParamSpec,
+    Recipe,
+    Strict,
+    sort_key,
+)
 
 PsiRole = Literal["client", "server"]
 PsiMode = Literal["cardinality", "per_group", "reveal"]
@@ -132,3 +140,38 @@ class PsiRecipe(Recipe):
 def group_column(params: Mapping[str, Any]) -> Level | None:
     """The output's area column: the level, except in cardinality mode (one city-wide count)."""
     return None if params.get("mode") == "cardinality" else params.get("level")
+
+
+# The parameters every matching recipe shares, declared once so their meaning (and the modes
+# an agency approves) cannot drift apart between recipes.
+AREA_LEVELS = ["district", "street", "community", "grid"]
+REVEAL_TOO = "one count, a count per area, or owner-only reveal (both approve)"
+
+
+def mode_param(description: str = REVEAL_TOO) -> ParamSpec:
+    return ParamSpec(
+        name="mode",
+        type="str",
+        default="per_group",
+        choices=["cardinality", "per_group", "reveal"],
+        description=description,
+    )
+
+
+def level_param(description: str = "the area level the counts are given per") -> ParamSpec:
+    return ParamSpec(
+        name="level",
+        type="level",
+        default="community",
+        choices=AREA_LEVELS,
+        description=description,
+    )
+
+
+def cascade_param() -> ParamSpec:
+    return ParamSpec(
+        name="cascade",
+        type="bool",
+        default=True,
+        description="match on name + birth date + sex where the ID is missing/invalid",
+    )

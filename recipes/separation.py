@@ -41,7 +41,7 @@ from recipes.missed_registration import (
     REGISTRATIONS,
     MissedRegistration,
 )
-from recipes.psi_contract import PsiPlan, PsiRecipe
+from recipes.psi_contract import PsiPlan, PsiRecipe, cascade_param, level_param, mode_param
 
 #: the evidence of residence (a subset of missed_registration's sources: contributions say
 #: where people work, not where they live)
@@ -99,20 +99,8 @@ class Separation(PsiRecipe):
                 choices=list(RESIDENCE),
                 description="the evidence of where people live",
             ),
-            ParamSpec(
-                name="mode",
-                type="str",
-                default="per_group",
-                choices=["cardinality", "per_group", "reveal"],
-                description="one count, a count per area, or owner-only reveal (both approve)",
-            ),
-            ParamSpec(
-                name="level",
-                type="level",
-                default="community",
-                choices=["district", "street", "community", "grid"],
-                description="the area level (where people live) the counts are given per",
-            ),
+            mode_param(),
+            level_param("the area level (where people live) the counts are given per"),
             ParamSpec(
                 name="match_level",
                 type="level",
@@ -120,12 +108,7 @@ class Separation(PsiRecipe):
                 choices=["district", "street", "community", "grid"],
                 description="'another area' means another area at this level",
             ),
-            ParamSpec(
-                name="cascade",
-                type="bool",
-                default=True,
-                description="match on name + birth date + sex where the ID is missing/invalid",
-            ),
+            cascade_param(),
             ParamSpec(
                 name="as_of",
                 type="str",

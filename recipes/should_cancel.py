@@ -26,12 +26,18 @@ from recipes.contract import (
     DisclosurePolicy,
     Filter,
     OutputColumn,
-    ParamSpec,
     RecipeManifest,
     Target,
     validate_params,
 )
-from recipes.psi_contract import Identity, PsiPlan, PsiRecipe
+from recipes.psi_contract import (
+    Identity,
+    PsiPlan,
+    PsiRecipe,
+    cascade_param,
+    level_param,
+    mode_param,
+)
 
 REGISTRATIONS = "population_registration"
 DEATHS = "death_registrations"
@@ -67,26 +73,9 @@ class ShouldCancel(PsiRecipe):
             ),
         ],
         params=[
-            ParamSpec(
-                name="mode",
-                type="str",
-                default="per_group",
-                choices=["cardinality", "per_group", "reveal"],
-                description="one count, a count per area, or owner-only reveal (both approve)",
-            ),
-            ParamSpec(
-                name="level",
-                type="level",
-                default="community",
-                choices=["district", "street", "community", "grid"],
-                description="the area level (of the registration) the counts are given per",
-            ),
-            ParamSpec(
-                name="cascade",
-                type="bool",
-                default=True,
-                description="match on name + birth date + sex where the ID is missing/invalid",
-            ),
+            mode_param(),
+            level_param("the area level (of the registration) the counts are given per"),
+            cascade_param(),
         ],
         output=[
             OutputColumn(name="<level>", type="string", description="area (not cardinality)"),

@@ -40,7 +40,7 @@ from recipes.contract import (
     validate_params,
 )
 from recipes.missed_registration import REGISTRATIONS, SOURCES, MissedRegistration, _months_before
-from recipes.psi_contract import ActivePeriod, Identity, PsiPlan, PsiRecipe
+from recipes.psi_contract import ActivePeriod, Identity, PsiPlan, PsiRecipe, level_param, mode_param
 
 PERSON = Identity(id="id_number", name="name", birth="birth_date", sex="sex")
 #: the answering agencies' datasets, in the order of the job's tasks
@@ -90,20 +90,8 @@ class ShouldCancelAbsent(PsiRecipe):
             ),
         ],
         params=[
-            ParamSpec(
-                name="mode",
-                type="str",
-                default="per_group",
-                choices=["cardinality", "per_group", "reveal"],
-                description="one count, a count per area, or the owner-only list too",
-            ),
-            ParamSpec(
-                name="level",
-                type="level",
-                default="community",
-                choices=["district", "street", "community", "grid"],
-                description="the area level (of the registration) the counts are given per",
-            ),
+            mode_param("one count, a count per area, or the owner-only list too"),
+            level_param("the area level (of the registration) the counts are given per"),
             ParamSpec(
                 name="months",
                 type="int",
