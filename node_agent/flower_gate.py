@@ -10,6 +10,12 @@ the node as failed for that message instead of waiting for it, and the SuperNode
 left holding a task nobody will run. The refusal is appended to ``--refusals`` (JSON lines),
 which the node agent reports to the hub over its signed channel.
 
+The hash in a task is what the SuperLink *declares*; Flower installs the FAB's content without
+checking it against that hash. So an approved task is run by this script too (``--run``): it
+starts Flower's own ``flwr-clientapp`` with its installer wrapped, so the FAB's bytes are hashed
+and must themselves be approved before anything is unpacked (a hub serving other bytes under an
+approved hash gets "not approved", and nothing of the unapproved app is installed or run).
+
 Flower has no offline hash allowlist (``--trusted-entities`` needs Flower's online hub), so this
 wraps Flower's own SuperExec loop and plugin (internal modules of flwr 1.42.0, pinned exactly).
 Imports nothing of the lab: it runs in Flower's environment, not the lab's.
@@ -18,6 +24,7 @@ Imports nothing of the lab: it runs in Flower's environment, not the lab's.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib
 import json
 import os
@@ -46,26 +53,28 @@ class GatedPlugin(AutoExecPlugin):
 
     def launch_task(self, token, task):
         fab_hash = getattr(task, "fab_hash", "") or ""
-        if fab_hash and fab_hash in allowed_hashes():
-            return super().launch_task(token, task)
-        with REFUSALS.open("a", encoding="utf-8") as fh:
-            record = {
-                "run_id": int(task.run_id),
-                "task_id": int(task.task_id),
-                "fab_hash": fab_hash,
-                "at": time.time(),
-            }
-            fh.write(json.dumps(record) + "\n")
-        refuser = [sys.executable, __file__, "--refuse", "--allowed", str(ALLOWED)]
-        refuser += ["--refusals", str(REFUSALS), "--token", token]
-        refuser += ["--runtime-api-address", self.runtime_api_address]
+        approved = bool(fab_hash) and fab_hash in allowed_hashes()
+        if not approved:
+            record_refusal(int(task.run_id), int(task.task_id), fab_hash)
+        # approved: run it with the FAB's own bytes checked; otherwise answer "not approved"
+        # with an error and exit; neither path installs an unapproved app
+        command = [sys.executable, __file__, "--run" if approved else "--refuse"]
+        command += ["--allowed", str(ALLOWED), "--refusals", str(REFUSALS), "--token", token]
+        command += ["--runtime-api-address", self.runtime_api_address]
+        command += ["--parent-pid", str(os.getpid())]
         if self.insecure:
-            refuser.append("--insecure")
+            command.append("--insecure")
         elif self.root_certificates_path:
-            refuser += ["--root-certificates", self.root_certificates_path]
-        # the refuser answers the task with an error and exits; it never installs the app
-        subprocess.Popen(refuser, start_new_session=False)
+            command += ["--root-certificates", self.root_certificates_path]
+        subprocess.Popen(command, start_new_session=False)
         return LaunchResult.accepted()
+
+
+def record_refusal(run_id: int, task_id: int, fab_hash: str) -> None:
+    """One JSON line the node agent reports to the hub (it reads the file, signs, sends)."""
+    with REFUSALS.open("a", encoding="utf-8") as fh:
+        record = {"run_id": run_id, "task_id": task_id, "fab_hash": fab_hash, "at": time.time()}
+        fh.write(json.dumps(record) + "\n")
 
 
 class NotApproved(Exception):
@@ -85,17 +94,44 @@ def refuse() -> None:
     cli.flwr_clientapp()
 
 
+def checked(install):
+    """``install`` (Flower's ``install_from_fab``), refusing FAB bytes whose own sha256 the
+    agency has not approved, whatever hash the SuperLink declared for them."""
+
+    def install_if_approved(fab_file, *args, **kwargs):
+        content = fab_file if isinstance(fab_file, bytes) else Path(fab_file).read_bytes()
+        actual = hashlib.sha256(content).hexdigest()
+        if actual not in allowed_hashes():
+            record_refusal(-1, -1, actual)
+            raise NotApproved(f"FAB bytes hash to {actual}, which this agency has not approved")
+        return install(fab_file, *args, **kwargs)
+
+    return install_if_approved
+
+
+def run_checked() -> None:
+    """Flower's own ``flwr-clientapp``, with its FAB installer checked (see module doc)."""
+    runner = importlib.import_module("flwr.supernode.runtime.run_clientapp")
+    cli = importlib.import_module("flwr.supernode.cli.flwr_clientapp")
+    runner.install_from_fab = checked(runner.install_from_fab)
+    cli.flwr_clientapp()
+
+
 def main() -> None:
     global ALLOWED, REFUSALS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--allowed", required=True, type=Path)
     parser.add_argument("--refusals", required=True, type=Path)
     parser.add_argument("--refuse", action="store_true", help="answer one task: not approved")
+    parser.add_argument("--run", action="store_true", help="run one task, FAB bytes checked")
     ours, rest = parser.parse_known_args()
     ALLOWED, REFUSALS = ours.allowed, ours.refusals
     sys.argv = [os.path.basename(sys.argv[0]), *rest]
     if ours.refuse:
         refuse()
+        return
+    if ours.run:
+        run_checked()
         return
     REFUSALS.parent.mkdir(parents=True, exist_ok=True)
     # the packages re-export functions under their modules' names: import the modules

@@ -3,8 +3,14 @@ agency's signed grants) and what its SuperNode is told (no identifier column is 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
 import pytest
 
+from datalab.flower_runtime import flower_bin
 from datalab.grants import agency_key
 from datalab.signing import load_or_create_key
 from node_agent.approvals import ApprovalStore
@@ -69,3 +75,43 @@ def test_production_refuses_an_insecure_supernode(settings: NodeSettings) -> Non
     )
     with pytest.raises(ValueError, match="TLS with node authentication"):
         NodeSettings(**values)
+
+
+GATE_CHECK = """
+import hashlib, json, sys
+from pathlib import Path
+import node_agent.flower_gate as gate
+
+state = Path(sys.argv[1])
+gate.ALLOWED, gate.REFUSALS = state / "allowed.json", state / "refusals.jsonl"
+approved, other = b"approved app bytes", b"other bytes under an approved hash"
+gate.ALLOWED.write_text(json.dumps({"hashes": {hashlib.sha256(approved).hexdigest(): "r@1"}}))
+installed = []
+install = gate.checked(lambda fab, *a, **k: installed.append(fab) or "path")
+assert install(approved, skip_prompt=True) == "path"
+try:
+    install(other, skip_prompt=True)
+except gate.NotApproved as exc:
+    print("refused:", exc)
+print("installed:", len(installed))
+"""
+
+
+def test_the_gate_checks_the_fab_bytes_not_the_hash_the_superlink_declares(
+    tmp_path: Path,
+) -> None:
+    """A hub could declare an approved hash for other bytes: the installer hashes the bytes."""
+    python = flower_bin() / "python"
+    done = subprocess.run(
+        [str(python), "-c", GATE_CHECK, str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "installed: 1" in done.stdout
+    other = hashlib.sha256(b"other bytes under an approved hash").hexdigest()
+    assert f"refused: FAB bytes hash to {other}" in done.stdout
+    refusals = [json.loads(line) for line in (tmp_path / "refusals.jsonl").read_text().splitlines()]
+    assert [r["fab_hash"] for r in refusals] == [other]
