@@ -248,97 +248,6 @@ REQUESTING_APPROVAL = [
     ),
 ]
 
-FEDERATED_RANKING = [
-    new_markdown_cell(
-        "# Ranking flags with a federated model\n\n"
-        "The seed's campaign confirmed only about 59% of the people it flagged: grid workers "
-        "spent four visits in ten on people who were not there. Each district holds the "
-        "outcomes of its past visits; pooled, they could teach a model which flags to visit "
-        "first, but the outcomes are personal data and stay in each district. So the model is "
-        "trained **federally**: every district node takes training steps on its own rows, "
-        "SecAgg+ sums the masked updates, and you receive only the aggregate model and its "
-        "metrics, never a row or one district's update.\n\n"
-        "This needs a lab started with Flower (`datalab demo --flower --keep`, or "
-        "`datalab server --flower` and `datalab node run --flower-superlink ...`)."
-    ),
-    new_code_cell(
-        "import os\n"
-        "from pathlib import Path\n\n"
-        "import matplotlib.pyplot as plt\n"
-        "import numpy as np\n\n"
-        "from datalab.client import Lab\n\n"
-        'lab = Lab(os.environ.get("DATALAB_URL", "http://127.0.0.1:8700"), '
-        'os.environ["DATALAB_TOKEN"])\n'
-        'm = lab.recipe("fl_logistic").manifest\n'
-        'next(p for p in m["params"] if p["name"] == "features")["default"]'
-    ),
-    new_markdown_cell(
-        "The features are *terms*: each column, each kind of flag (one-hot, from the recipe's "
-        "fixed public list of flag types, never from the data) and each column's interaction "
-        "with the kind of flag. Train: one progress step per secure round."
-    ),
-    new_code_cell('model = lab.train("fl_logistic", rounds=1)\nmodel'),
-    new_markdown_cell(
-        "Per round: the nodes that answered and the accuracy and loss of the model entering "
-        "the round over all their rows (SecAgg+ sums those too). The last round only "
-        "evaluates the final model."
-    ),
-    new_code_cell("model.metrics()"),
-    new_code_cell(
-        'coef = model.coefficient_table().set_index("term")\ncoef.sort_values("coefficient")'
-    ),
-    new_code_cell(
-        "model.provenance.model_dump(include={'job_id', 'code_sha256', 'agencies', "
-        "'missing_agencies', 'run_id'})"
-    ),
-    new_markdown_cell(
-        "## The model goes back to the districts\n"
-        "Each district's admin orders the district's own list with the released model file, "
-        "on the district's machine (`datalab node rank --agency D --data DIR --model "
-        "model.json --out ranked.csv`); the scores and the list stay there."
-    ),
-    new_code_cell('model_file = model.save("model.json")\nprint(model_file.read_text()[:400])'),
-    new_markdown_cell(
-        "## The yield curve\n"
-        "How good is the order? That needs the outcomes, which stay in the districts. "
-        "**This evaluation is only possible here because the city is synthetic**: the cell "
-        "below plays every district's admin (it reads the synthetic districts' folders, set "
-        "by `DATALAB_CITY_DIR`), ranks each district's list with the same code "
-        "`datalab node rank` runs, and keeps only counts — how many of the first k% of each "
-        "district's list were confirmed. No analyst could run it against real districts; "
-        "there it would be an aggregate each district computes and releases."
-    ),
-    new_code_cell(
-        "from node_agent.ranking import rank\n\n"
-        'city = Path(os.environ["DATALAB_CITY_DIR"])\n'
-        "shares = np.linspace(0.05, 1.0, 20)\n"
-        "visited = np.zeros(len(shares))\n"
-        "confirmed = np.zeros(len(shares))\n"
-        "for district in model.nodes + model.provenance.missing_agencies:\n"
-        '    ranked = rank(city / district, "verification_outcomes", model, '
-        'Path(f"{district}-ranked.parquet"))\n'
-        '    hits = np.cumsum(ranked.column("confirmed").to_numpy(zero_copy_only=False))\n'
-        "    k = np.maximum((shares * len(hits)).astype(int), 1)\n"
-        "    visited += k\n"
-        "    confirmed += hits[k - 1]\n"
-        "curve = confirmed / visited\n"
-        "base = curve[-1]\n"
-        "lift = curve[np.argmin(abs(shares - 0.5))] / base\n"
-        'print(f"confirmed among all flags: {base:.1%}; among the top half: '
-        '{curve[9]:.1%} (yield lift {lift:.2f})")'
-    ),
-    new_code_cell(
-        "fig, ax = plt.subplots(figsize=(6, 4))\n"
-        'ax.plot(shares * 100, curve * 100, marker="o", label="ranked by the federated model")\n'
-        'ax.axhline(base * 100, color="grey", linestyle="--", label="unranked (all flags)")\n'
-        'ax.set_xlabel("share of flags visited (%)")\n'
-        'ax.set_ylabel("share of visited flags confirmed (%)")\n'
-        'ax.set_title("Yield curve")\n'
-        "ax.legend()\n"
-        "plt.tight_layout()"
-    ),
-]
-
 
 def write(name: str, cells: list) -> None:
     nb = new_notebook(cells=cells)
@@ -354,4 +263,3 @@ if __name__ == "__main__":
     write("01_getting_started.ipynb", GETTING_STARTED)
     write("02_requesting_approval.ipynb", REQUESTING_APPROVAL)
     write("03_matching.ipynb", MATCHING)
-    write("04_federated_ranking.ipynb", FEDERATED_RANKING)
