@@ -51,7 +51,8 @@ def pooled(city: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     xs, ys = [], []
     for folder in sorted(city.glob("district_*")):
         table = pq.read_table(folder / "verification_outcomes.parquet").to_pandas()
-        columns = {f: table[f].to_numpy() for f in FEATURES}
+        numeric, categorical = model.columns_of(FEATURES)
+        columns = {c: table[c].to_numpy() for c in [*numeric, *categorical]}
         xs.append(model.design(columns, FEATURES))
         ys.append(table["confirmed"].to_numpy().astype(float))
     return xs, ys

@@ -18,7 +18,7 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 
-from datalab.wire import Provenance, TrainingRound
+from datalab.wire import ModelFile, Provenance, TrainingRound
 
 APPS_DIR = Path(__file__).resolve().parent.parent / "recipes" / "flower"
 
@@ -83,9 +83,37 @@ class FederatedModel:
     def score(self, frame: pd.DataFrame) -> np.ndarray:
         """The model's score per row of ``frame`` (probability of the label, for logistic)."""
         model = app_model(self.app)
-        columns = {f: frame[f].to_numpy() for f in self.features}
+        numeric, categorical = model.columns_of(self.features)
+        columns = {c: frame[c].to_numpy() for c in [*numeric, *categorical]}
         return np.asarray(
             model.predict(self.weights, model.design(columns, self.features), self.kind)
+        )
+
+    def to_file(self) -> ModelFile:
+        """The model as the file a district's node ranks with (no rows, no identifiers)."""
+        return ModelFile(
+            app=self.app,
+            kind="linear" if self.kind == "linear" else "logistic",
+            features=list(self.features),
+            weights=self.weights.tolist(),
+            provenance=self.provenance,
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_file` as JSON (for ``datalab node rank --model``)."""
+        target = Path(path)
+        target.write_text(self.to_file().model_dump_json(indent=2), encoding="utf-8")
+        return target
+
+    @classmethod
+    def from_file(cls, file: ModelFile) -> FederatedModel:
+        return cls(
+            features=list(file.features),
+            intercept=file.weights[0],
+            coefficients=np.array(file.weights[1:]),
+            provenance=file.provenance,
+            kind=file.kind,
+            app=file.app,
         )
 
     def __repr__(self) -> str:

@@ -499,3 +499,28 @@ class TrainingView(Wire):
 # the rounds of a training job travel in its provenance (defined above these classes)
 Provenance.model_rebuild()
 JobView.model_rebuild()
+
+
+class ModelFile(Wire):
+    """A released federated model as a file (``FederatedModel.save``): what an analyst or the
+    hub hands a district so its node can rank the district's own list
+    (``datalab node rank``). Coefficients, terms and provenance only — no row, no identifier."""
+
+    format: Literal["datalab-model/1"] = "datalab-model/1"
+    #: a Flower app folder under ``recipes/flower`` (a plain name: never a path)
+    app: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: Literal["logistic", "linear"]
+    #: the model's terms (``recipes/flower/<app>/…/model.py``), one weight each after the intercept
+    features: list[str] = Field(min_length=1)
+    #: ``[intercept, one coefficient per feature]``
+    weights: list[float]
+    provenance: Provenance
+
+    @model_validator(mode="after")
+    def _one_weight_per_term(self) -> ModelFile:
+        if len(self.weights) != len(self.features) + 1:
+            raise ValueError(
+                f"{len(self.weights)} weights for {len(self.features)} features "
+                "(expected an intercept and one per feature)"
+            )
+        return self

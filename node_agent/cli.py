@@ -8,6 +8,8 @@
     datalab node log --agency A [--verify] [--tail N]
     datalab node lists --agency A                              owner-only verification lists
     datalab node export-list --agency A --job JOB --out FILE   export one (.csv or .parquet)
+    datalab node rank --agency A --data DIR --model M.json --out FILE [--dataset D]
+                                        order the district's list by a released federated model
 
 Options left out fall back to ``DATALAB_NODE_*`` environment variables (see docs/node.md).
 The main ``datalab`` command mounts this with :func:`add_node_arguments` and dispatches to
@@ -21,6 +23,7 @@ import asyncio
 import getpass
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +90,17 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     _add_state_options(export)
     export.add_argument("--job", required=True, help="the matching job's id")
     export.add_argument("--out", required=True, metavar="FILE", help="a new .csv or .parquet file")
+    ranking = sub.add_parser(
+        "rank",
+        help="order this district's flags by a released federated model (stays in the agency)",
+    )
+    _add_state_options(ranking)
+    ranking.add_argument("--data", metavar="DIR", help="agency folder (env DATALAB_NODE_DATA_DIR)")
+    ranking.add_argument("--model", required=True, metavar="FILE", help="the model file (JSON)")
+    ranking.add_argument(
+        "--dataset", help="the dataset to rank (default: the one the model was trained on)"
+    )
+    ranking.add_argument("--out", required=True, metavar="FILE", help="a new .csv or .parquet file")
 
 
 def _add_state_options(parser: argparse.ArgumentParser) -> None:
@@ -131,6 +145,8 @@ def run_node_command(args: argparse.Namespace, *, registry: RecipeRegistry | Non
             return _lists(state)
         if command == "export-list":
             return _export_list(args, state)
+        if command == "rank":
+            return _rank(args, state)
         raise UsageError(f"unknown node command {command!r}")
     except UsageError as exc:
         print(f"datalab node: {exc}", file=sys.stderr)
@@ -309,6 +325,24 @@ def _export_list(args: argparse.Namespace, state: StateSettings) -> int:
 
     rows = verification.export(state.verification_dir, args.job, Path(args.out))
     print(f"exported {rows} records of job {args.job} to {args.out}")
+    return EXIT_OK
+
+
+def _rank(args: argparse.Namespace, state: StateSettings) -> int:
+    from node_agent import ranking
+
+    data = args.data or os.environ.get("DATALAB_NODE_DATA_DIR")
+    if not data:
+        raise UsageError("--data DIR (the agency folder) is required")
+    model = ranking.load_model(Path(args.model))
+    dataset = args.dataset or str(model.provenance.params.get("dataset", ""))
+    if not dataset:
+        raise UsageError("--dataset is required: the model file names no training dataset")
+    table = ranking.rank(Path(data), dataset, model, Path(args.out))
+    print(
+        f"ranked {table.num_rows} rows of {dataset!r} for agency {state.agency} by model "
+        f"{model.provenance.recipe} (job {model.job_id}) into {args.out}"
+    )
     return EXIT_OK
 
 

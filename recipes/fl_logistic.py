@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from datalab.errors import InvalidParameters
+from datalab.federated_model import app_model
 from datalab.wire import CatalogueDataset
 from recipes.contract import (
     DatasetRole,
@@ -28,13 +29,31 @@ from recipes.contract import (
 )
 from recipes.federated import FlowerRecipe, trainable
 
-FEATURES = [
+_terms = app_model("fl_logistic")
+factors = _terms.factors
+columns_of = _terms.columns_of
+
+#: the numeric and boolean columns of the districts' verification outcomes
+NUMERIC = [
     "nights_seen_30d",
     "has_tenancy",
     "contribution_months_12",
     "age",
     "is_migrant",
     "days_since_reg_update",
+]
+#: the public list of levels of each categorical column a term may one-hot encode. Fixed here,
+#: in the approved recipe — never learned from a node's data (a level list read from the data
+#: would reveal which rare values a district holds). The first level is the baseline.
+CATEGORIES: dict[str, list[str]] = {
+    "flag_type": ["missed_registration", "should_cancel", "separation"],
+}
+#: the default terms: each column, each non-baseline flag type, and each column's interaction
+#: with it (the kinds of flag differ in what predicts a confirmation)
+FEATURES = [
+    *NUMERIC,
+    *(f"flag_type={level}" for level in CATEGORIES["flag_type"][1:]),
+    *(f"{c}*flag_type={level}" for level in CATEGORIES["flag_type"][1:] for c in NUMERIC),
 ]
 #: fewer nodes than this and SecAgg+ cannot hide one node's update among the others.
 MIN_NODES = 2
@@ -82,7 +101,7 @@ class FederatedLogistic(FlowerRecipe):
             DatasetRole(
                 role="training data",
                 kind="verification_outcomes",
-                required_columns=[*FEATURES, "confirmed"],
+                required_columns=[*NUMERIC, *CATEGORIES, "confirmed"],
                 description="one per node; features and label must not be identifiers",
             )
         ],
@@ -96,9 +115,14 @@ class FederatedLogistic(FlowerRecipe):
             ParamSpec(
                 name="features",
                 type="str_list",
-                description="feature columns (numbers or booleans; never identifiers)",
+                description=(
+                    "feature terms: a column (numbers or booleans; never identifiers), a "
+                    "one-hot level 'column=level' of a categorical column from the recipe's "
+                    "public list (flag_type: missed_registration, should_cancel, separation), "
+                    "or a product 'a*b' of those (an interaction)"
+                ),
                 default=FEATURES,
-                max_items=20,
+                max_items=40,
             ),
             ParamSpec(
                 name="label",
@@ -172,8 +196,17 @@ class FederatedLogistic(FlowerRecipe):
             raise InvalidParameters("parameter 'features' needs at least one column")
         if len(set(out["features"])) != len(out["features"]):
             raise InvalidParameters("parameter 'features' names a column twice")
-        if out["label"] in out["features"]:
-            raise InvalidParameters("the label cannot also be a feature")
+        for term in out["features"]:
+            for column, level in factors(term):
+                if not column:
+                    raise InvalidParameters(f"feature term {term!r} names no column")
+                if column == out["label"]:
+                    raise InvalidParameters("the label cannot also be a feature")
+                if level is not None and level not in CATEGORIES.get(column, []):
+                    raise InvalidParameters(
+                        f"feature term {term!r}: {level!r} is not a level of {column!r} in "
+                        f"the recipe's public category list {CATEGORIES.get(column, [])}"
+                    )
         if catalogue:
             self._check_columns(out, [d for _, d in catalogue if d.name == out["dataset"]])
         return out
@@ -184,7 +217,8 @@ class FederatedLogistic(FlowerRecipe):
         for dataset in datasets:
             allowed = trainable(dataset)
             known = {c.name for c in dataset.columns}
-            for column in [*params["features"], params["label"]]:
+            numeric, categorical = columns_of(params["features"])
+            for column in [*numeric, *categorical, params["label"]]:
                 if column not in known:
                     raise InvalidParameters(f"column {column!r} is not in dataset {dataset.name!r}")
                 if column not in allowed:
@@ -205,7 +239,8 @@ class FederatedLogistic(FlowerRecipe):
     def targets(
         self, params: Mapping[str, Any], catalogue: Sequence[tuple[str, CatalogueDataset]]
     ) -> list[Target]:
-        wanted = {*params["features"], params["label"]}
+        numeric, categorical = columns_of(params["features"])
+        wanted = {*numeric, *categorical, params["label"]}
         found = [
             Target(agency=agency, dataset=d.name)
             for agency, d in catalogue

@@ -12,6 +12,7 @@ import pytest
 from datalab.client import Lab
 from datalab.errors import InvalidParameters
 from datalab.local_lab import ANALYST, AUDITOR, LocalLab
+from node_agent.cli import main as node_cli
 from tests.support.federated import Scenario
 
 pytestmark = pytest.mark.slow
@@ -109,3 +110,27 @@ def test_training_parameters_are_checked_before_anything_runs(flower_lab: LocalL
         with pytest.raises(InvalidParameters, match="rounds"):
             analyst.train("fl_logistic", rounds=0, progress=False)
         assert len(analyst.jobs()) == before
+
+
+def test_each_district_ranks_its_own_list_with_the_released_model(
+    federated_scenario: Scenario, flower_lab: LocalLab, tmp_path
+) -> None:
+    """The seed's use: the released model file goes to each district, whose admin orders the
+    district's flags with it (``datalab node rank``, in the district's domain). On every
+    district — including the one that refused to train — the top half holds clearly more
+    confirmations than the list as a whole."""
+    model_file = federated_scenario.model.save(tmp_path / "model.json")
+    assert "id_number" not in model_file.read_text(encoding="utf-8")
+    for agency in flower_lab.flower_agencies():
+        out = tmp_path / f"{agency}.parquet"
+        code = node_cli(
+            [
+                *["rank", "--agency", agency, "--state", str(flower_lab.node_state(agency))],
+                *["--data", str(flower_lab.city_dir / agency), "--model", str(model_file)],
+                *["--out", str(out)],
+            ]
+        )
+        assert code == 0
+        ranked = pq.read_table(out).to_pandas()
+        top = ranked.confirmed[: len(ranked) // 2].mean()
+        assert top > ranked.confirmed.mean() * 1.15, (agency, top, ranked.confirmed.mean())

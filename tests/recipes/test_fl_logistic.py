@@ -14,7 +14,7 @@ from datalab.errors import InvalidParameters
 from datalab.federated_model import app_model
 from datalab.flower_runtime import fab_sha256
 from datalab.wire import CatalogueDataset
-from recipes.fl_logistic import FEATURES, FederatedLogistic
+from recipes.fl_logistic import FEATURES, NUMERIC, FederatedLogistic
 from tests.recipes.conftest import col
 
 RECIPE = FederatedLogistic()
@@ -30,7 +30,8 @@ def outcomes(rows: int = 500) -> CatalogueDataset:
             col("flag_id", "string", "identifier"),
             col("id_number", "string", "identifier"),
             col("grid", "string", "quasi_identifier"),
-            *[col(f, "integer", "public") for f in FEATURES],
+            *[col(f, "integer", "public") for f in NUMERIC],
+            col("flag_type", "string", "public"),
             col("confirmed", "boolean", "sensitive"),
         ],
     )
@@ -55,6 +56,10 @@ def test_defaults_validate_and_target_every_district() -> None:
         ({"features": ["shoe_size"]}, "not in dataset"),
         ({"features": ["age", "age"]}, "twice"),
         ({"features": ["confirmed"]}, "label"),
+        ({"features": ["age*confirmed"]}, "label"),
+        ({"features": ["flag_type=moved_abroad"]}, "public category list"),
+        ({"features": ["age*grid=G1"]}, "public category list"),
+        ({"features": ["age*"]}, "names no column"),
         ({"features": []}, "at least one"),
         ({"rounds": 0}, "rounds"),
         ({"rounds": 21}, "rounds"),
@@ -167,3 +172,14 @@ def test_the_linear_model_code_recovers_a_linear_fit() -> None:
     assert np.allclose(w, [2.0, -0.5], atol=0.02)
     r2, mse = model.metrics(w, x, y, "linear")
     assert r2 > 0.7 and mse == pytest.approx(0.01, rel=0.1)  # the noise variance
+
+
+def test_one_hot_terms_encode_from_the_named_level_and_interact() -> None:
+    model = app_model()
+    columns = {
+        "age": np.array([0.0, 1.0, 3.0]),
+        "flag_type": np.array(["separation", "should_cancel", "unheard_of"], dtype=object),
+    }
+    x = model.design(columns, ["flag_type=separation", "age*flag_type=should_cancel"])
+    assert x.tolist() == [[1.0, 1.0, 0.0], [1.0, 0.0, np.log1p(1.0)], [1.0, 0.0, 0.0]]
+    assert model.columns_of(["age", "age*flag_type=a", "flag_type=b"]) == (["age"], ["flag_type"])

@@ -7,6 +7,12 @@ benchmark — one implementation, so "federated vs centralized" compares data pl
 Features pass through a fixed transform that needs no statistics of the data (a federated
 standardisation would cost a round and reveal per-node means): booleans become 0/1, numbers
 ``log1p(max(x, 0))``. The parameter vector is ``[intercept, one weight per feature]``.
+
+A feature is a *term*: a column (``age``), a one-hot level of a categorical column
+(``flag_type=separation``: 1 where the value is that level, else 0), or a product of those
+(``age*flag_type=separation``: an interaction). The levels are named in the term itself, so
+every node encodes from the same public list the analyst's parameters carry (the recipe checks
+them against the list in its manifest); nothing is learned from any node's data.
 """
 
 from __future__ import annotations
@@ -37,10 +43,48 @@ def transform(column: np.ndarray) -> np.ndarray:
     return np.log1p(np.maximum(values, 0.0))
 
 
+def factors(term: str) -> list[tuple[str, str | None]]:
+    """A term's factors: ``(column, None)`` for a number or boolean, ``(column, level)`` for
+    a one-hot level of a categorical column. ``"age*flag_type=separation"`` →
+    ``[("age", None), ("flag_type", "separation")]``."""
+    out: list[tuple[str, str | None]] = []
+    for factor in term.split("*"):
+        column, sep, level = factor.partition("=")
+        out.append((column, level if sep else None))
+    return out
+
+
+def columns_of(features: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(numeric columns, categorical columns) the terms read, each once, in order of use."""
+    numeric: list[str] = []
+    categorical: list[str] = []
+    for term in features:
+        for column, level in factors(term):
+            target = numeric if level is None else categorical
+            if column not in target:
+                target.append(column)
+    return numeric, categorical
+
+
+def term_values(columns: dict[str, np.ndarray], term: str) -> np.ndarray:
+    """One term's column of the design matrix (product of its factors; an unknown or null
+    category is 0 for every level, i.e. the baseline)."""
+    value: np.ndarray | None = None
+    for column, level in factors(term):
+        factor = (
+            transform(columns[column])
+            if level is None
+            else (np.asarray(columns[column], dtype=object) == level).astype(float)
+        )
+        value = factor if value is None else value * factor
+    assert value is not None
+    return value
+
+
 def design(columns: dict[str, np.ndarray], features: Sequence[str]) -> np.ndarray:
-    """The design matrix: an intercept column, then each transformed feature."""
+    """The design matrix: an intercept column, then each feature term."""
     n = len(next(iter(columns.values()))) if columns else 0
-    return np.column_stack([np.ones(n), *(transform(columns[f]) for f in features)])
+    return np.column_stack([np.ones(n), *(term_values(columns, f) for f in features)])
 
 
 def predict(w: np.ndarray, x: np.ndarray, model: str = "logistic") -> np.ndarray:
@@ -92,7 +136,8 @@ def read_training_data(
     node agent puts it in the SuperNode's config); anything else is refused before a byte of
     data is read.
     """
-    wanted = [*features, label]
+    numeric, categorical = columns_of(features)
+    wanted = [*dict.fromkeys([*numeric, *categorical, label])]
     refused = [c for c in wanted if c not in allowed]
     if refused:
         raise DataRefused(f"column {refused[0]!r} may not be used for training on this node")
@@ -106,7 +151,10 @@ def read_training_data(
         table = pacsv.read_csv(path).select(wanted)
     else:
         table = pq.read_table(path, columns=wanted)
-    columns = {c: _numpy(table.column(c)) for c in wanted}
+    columns = {
+        c: _strings(table.column(c)) if c in categorical else _numpy(table.column(c))
+        for c in wanted
+    }
     return design(columns, features), columns[label].astype(float)
 
 
@@ -114,3 +162,7 @@ def _numpy(column: pa.ChunkedArray) -> np.ndarray:
     if pa.types.is_boolean(column.type):
         return np.asarray(column.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
     return np.asarray(column.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+
+
+def _strings(column: pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(column.cast(pa.string()).to_pylist(), dtype=object)
