@@ -8,6 +8,7 @@ the test's temporary folder.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,11 +113,13 @@ def test_auditor_filters_the_log_sees_verification_pass_and_exports(
     assert "Verification: passed" in page.inner_text("#verification")
     page.fill("input[name=outcome]", "approval")
     page.fill("input[name=analyst]", ANALYST)
-    page.click("#filter")
+    page.click("#filter")  # a GET form: wait for the filtered page, not the one before it
+    page.wait_for_url(re.compile(rf"[?&]analyst={re.escape(ANALYST)}(&|$)"))
     events = page.locator("#log tr td:nth-child(3)").all_inner_texts()
     assert events and set(events) <= {"approval_requested"}
     page.fill("input[name=analyst]", "")
     page.click("#filter")
+    page.wait_for_url(re.compile(r"[?&]analyst=(&|$)"))
     events = set(page.locator("#log tr td:nth-child(3)").all_inner_texts())
     assert {"approval_requested", "approval_granted", "approval_revoked"} <= events
     page.screenshot(path=str(shots / "console-audit.png"), full_page=True)
