@@ -50,6 +50,7 @@ from recipes.psi_contract import (
     cascade_param,
     level_param,
     mode_param,
+    one_dataset_each,
 )
 
 REGISTRATIONS = "population_registration"
@@ -174,16 +175,7 @@ class MissedRegistration(PsiRecipe):
     ) -> list[Target]:
         """The source's dataset (the client) and the registrations (the server): one each."""
         kind = SOURCES[params["source"]][0]
-        out = []
-        for wanted in (kind, REGISTRATIONS):
-            found = [Target(agency=a, dataset=d.name) for a, d in catalogue if d.kind == wanted]
-            if len(found) != 1:
-                raise InvalidParameters(
-                    f"matching needs exactly one dataset of kind {wanted!r} in the catalogue; "
-                    f"found {len(found)}"
-                )
-            out.append(found[0])
-        return out
+        return one_dataset_each([kind, REGISTRATIONS], catalogue)
 
     def psi_plan(self, params: Mapping[str, Any], dataset: CatalogueDataset) -> PsiPlan:
         source = params["source"]

@@ -32,6 +32,7 @@ from recipes.contract import (
     ParamSpec,
     Recipe,
     Strict,
+    Target,
     sort_key,
 )
 
@@ -140,6 +141,23 @@ class PsiRecipe(Recipe):
 def group_column(params: Mapping[str, Any]) -> Level | None:
     """The output's area column: the level, except in cardinality mode (one city-wide count)."""
     return None if params.get("mode") == "cardinality" else params.get("level")
+
+
+def one_dataset_each(
+    kinds: Sequence[str], catalogue: Sequence[tuple[str, CatalogueDataset]]
+) -> list[Target]:
+    """One target per kind, in the order given: a match names its parties, so a catalogue with
+    none or several datasets of a kind is refused rather than guessed."""
+    out = []
+    for wanted in kinds:
+        found = [Target(agency=a, dataset=d.name) for a, d in catalogue if d.kind == wanted]
+        if len(found) != 1:
+            raise InvalidParameters(
+                f"matching needs exactly one dataset of kind {wanted!r} in the catalogue; "
+                f"found {len(found)}"
+            )
+        out.append(found[0])
+    return out
 
 
 # The parameters every matching recipe shares, declared once so their meaning (and the modes

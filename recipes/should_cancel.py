@@ -37,6 +37,7 @@ from recipes.psi_contract import (
     cascade_param,
     level_param,
     mode_param,
+    one_dataset_each,
 )
 
 REGISTRATIONS = "population_registration"
@@ -97,16 +98,7 @@ class ShouldCancel(PsiRecipe):
         self, params: Mapping[str, Any], catalogue: Sequence[tuple[str, CatalogueDataset]]
     ) -> list[Target]:
         """The registrations (the client) and the death certificates (the server)."""
-        out = []
-        for wanted in (REGISTRATIONS, DEATHS):
-            found = [Target(agency=a, dataset=d.name) for a, d in catalogue if d.kind == wanted]
-            if len(found) != 1:
-                raise InvalidParameters(
-                    f"matching needs exactly one dataset of kind {wanted!r} in the catalogue; "
-                    f"found {len(found)}"
-                )
-            out.append(found[0])
-        return out
+        return one_dataset_each([REGISTRATIONS, DEATHS], catalogue)
 
     def psi_plan(self, params: Mapping[str, Any], dataset: CatalogueDataset) -> PsiPlan:
         mode = params["mode"]

@@ -40,7 +40,15 @@ from recipes.contract import (
     validate_params,
 )
 from recipes.missed_registration import REGISTRATIONS, SOURCES, MissedRegistration, _months_before
-from recipes.psi_contract import ActivePeriod, Identity, PsiPlan, PsiRecipe, level_param, mode_param
+from recipes.psi_contract import (
+    ActivePeriod,
+    Identity,
+    PsiPlan,
+    PsiRecipe,
+    level_param,
+    mode_param,
+    one_dataset_each,
+)
 
 PERSON = Identity(id="id_number", name="name", birth="birth_date", sex="sex")
 #: the answering agencies' datasets, in the order of the job's tasks
@@ -130,15 +138,7 @@ class ShouldCancelAbsent(PsiRecipe):
         self, params: Mapping[str, Any], catalogue: Sequence[tuple[str, CatalogueDataset]]
     ) -> list[Target]:
         """The registrations (the client) first, then the three answering datasets."""
-        out = []
-        for wanted in (REGISTRATIONS, *PRESENCE):
-            found = [Target(agency=a, dataset=d.name) for a, d in catalogue if d.kind == wanted]
-            if len(found) != 1:
-                raise InvalidParameters(
-                    f"matching needs exactly one dataset of kind {wanted!r} in the catalogue; "
-                    f"found {len(found)}"
-                )
-            out.append(found[0])
+        out = one_dataset_each([REGISTRATIONS, *PRESENCE], catalogue)
         if len({t.agency for t in out}) != len(out):
             raise InvalidParameters("each dataset of this match must be another agency's")
         return out
