@@ -14,11 +14,14 @@ import contextlib
 import functools
 import hashlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from datalab.errors import DatalabError
@@ -118,6 +121,30 @@ def _sources_digest(app_dir: Path) -> str:
             h.update(str(path.relative_to(app_dir)).encode())
             h.update(path.read_bytes())
     return h.hexdigest()
+
+
+def stage_app(name: str, files: Mapping[str, Path], bin_dir: Path | None = None) -> Path:
+    """A Flower app folder holding exactly ``files`` (path inside the app → source file), for an
+    app assembled from more than one folder of the repository (Flower builds FABs from one
+    folder and skips symlinks). Staged once per content under the Flower runtime's folder, next
+    to the FAB hashes cached there, and never changed after: a new content is a new folder."""
+    h = hashlib.sha256()
+    for rel, path in sorted(files.items()):
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    root = flower_bin(bin_dir).parent / "staged-apps"
+    target = root / f"{name}-{h.hexdigest()[:24]}"
+    if target.exists():
+        return target
+    tmp = root / f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for rel, path in files.items():
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, tmp / rel)
+    try:
+        tmp.rename(target)
+    except OSError:  # another process staged the same content first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def stop_group(*procs: subprocess.Popen[bytes], grace: float = 3.0) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from datalab.errors import InvalidParameters
-from datalab.flower_runtime import fab_sha256
+from datalab.flower_runtime import fab_sha256, stage_app
 from datalab.wire import CatalogueDataset, Table
 from recipes.contract import AggregatePlan, Combined, Recipe, Target
 
@@ -33,27 +33,39 @@ APP_SUFFIXES = (".py", ".toml", ".md")
 class FlowerRecipe(Recipe):
     """Base of the training recipes: a Flower app instead of a plan and a combine."""
 
-    #: the app's folder name under ``recipes/flower``.
+    #: the app's folder name under ``recipes/flower`` (its ``pyproject.toml``: name, components,
+    #: config — so its FAB and hash are its own).
     app: ClassVar[str]
+    #: another app folder whose code package this app's FAB carries (two recipes, one reviewed
+    #: package, two FABs). None: the app's own folder holds its code.
+    code_from: ClassVar[str | None] = None
     #: no query auditing: the release is a model, not a table of counts over a query set.
     query_audited: ClassVar[bool] = False
 
     @property
     def app_dir(self) -> Path:
-        return APPS_DIR / self.app
+        """The folder Flower builds this recipe's FAB from and the hub submits: the app's own
+        folder, or — when it borrows another app's code package — a copy of exactly
+        ``app_files()`` staged beside the Flower runtime (same files, same FAB hash)."""
+        if self.code_from is None:
+            return APPS_DIR / self.app
+        return stage_app(self.app, self.app_files())
 
-    def app_files(self) -> list[Path]:
-        return sorted(
-            p
-            for p in self.app_dir.rglob("*")
-            if p.is_file() and p.suffix in APP_SUFFIXES and "__pycache__" not in p.parts
-        )
+    def app_files(self) -> dict[str, Path]:
+        """The FAB's files (path inside the app → source file): the app folder's own, plus the
+        code package of ``code_from`` (all of that folder but its pyproject.toml)."""
+        files = _files(APPS_DIR / self.app)
+        if self.code_from is not None:
+            borrowed = _files(APPS_DIR / self.code_from)
+            borrowed.pop("pyproject.toml", None)
+            files = {**borrowed, **files}
+        return dict(sorted(files.items()))
 
     def code_source(self) -> str:
         """What reviewers read: every file of the app, each with a header naming it."""
         return "".join(
-            f"# ---- {p.relative_to(APPS_DIR)}\n{p.read_text(encoding='utf-8')}"
-            for p in self.app_files()
+            f"# ---- {self.app}/{name}\n{path.read_text(encoding='utf-8')}"
+            for name, path in self.app_files().items()
         )
 
     def code_sha256(self) -> str:
@@ -72,6 +84,14 @@ class FlowerRecipe(Recipe):
 
     def combine(self, params: Mapping[str, Any], partials: Sequence[Table]) -> Combined:
         raise InvalidParameters(f"{self.key} is a training recipe: SecAgg+ combines its updates")
+
+
+def _files(folder: Path) -> dict[str, Path]:
+    return {
+        p.relative_to(folder).as_posix(): p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix in APP_SUFFIXES and "__pycache__" not in p.parts
+    }
 
 
 def trainable(dataset: CatalogueDataset) -> set[str]:

@@ -1,11 +1,11 @@
 """``fl_linear``: federated linear regression over approved feature columns.
 
-The same Flower app as ``fl_logistic`` (``recipes/flower/fl_logistic/``: its model code does
-both), run with ``model = "linear"``: each node's Newton step on squared loss is its own least-
-squares solution, SecAgg+ averages them, and the metrics are R² and the mean squared error over
-all answering nodes. Because it is the same FAB, approving either recipe approves the app's
-hash; the gate cannot tell the two apart (it sees the hash, not the run config), so agencies
-should approve both or neither — see docs/federated.md.
+The code of ``fl_logistic``'s Flower app (``recipes/flower/fl_logistic/fl_logistic_app``: its
+model code does both) in a FAB of its own: ``recipes/flower/fl_linear/pyproject.toml`` names the
+linear ClientApp, so the model kind is fixed inside the FAB and its hash differs from
+``fl_logistic``'s. Each node's Newton step on squared loss is its own least-squares solution,
+SecAgg+ averages them, and the metrics are R² and the mean squared error over all answering
+nodes. Approving (or revoking) one of the two recipes says nothing about the other.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def _with_defaults(params: list[ParamSpec]) -> list[ParamSpec]:
 
 
 class FederatedLinear(FederatedLogistic):
-    model = "linear"
+    app = "fl_linear"
+    code_from = "fl_logistic"
     label_types = NUMERIC
     manifest = RecipeManifest(
         name="fl_linear",

@@ -83,7 +83,6 @@ def epsilon_of(z: float, releases: int, delta: float = DELTA) -> float:
 
 class FederatedLogistic(FlowerRecipe):
     app = "fl_logistic"
-    model = "logistic"
     #: the column types the label may have
     label_types: ClassVar[tuple[str, ...]] = ("boolean",)
     manifest = RecipeManifest(
@@ -262,7 +261,6 @@ class FederatedLogistic(FlowerRecipe):
             "dataset": params["dataset"],
             "features": ",".join(params["features"]),
             "label": params["label"],
-            "model": self.model,
             "num-server-rounds": int(params["rounds"]),
             "local-steps": int(params["local_steps"]),
             "ridge": float(params["ridge"]),
@@ -274,6 +272,8 @@ class FederatedLogistic(FlowerRecipe):
                 if params.get("epsilon") is None
                 else noise_multiplier(float(params["epsilon"]), int(params["rounds"]) + 1)
             ),
+            # what the noise was solved from: nodes check it against their grants' bounds
+            "epsilon": float(params.get("epsilon") or 0.0),
             "clipping-norm": float(params.get("clipping_norm") or 2.0),
             # SecAgg+ weighs each update by its rows, scaled by this bound
             "max-weight": float(max([d.rows for _, d in targets] + [1]) * 2),

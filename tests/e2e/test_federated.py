@@ -13,6 +13,7 @@ from datalab.client import Lab
 from datalab.errors import InvalidParameters
 from datalab.local_lab import ANALYST, AUDITOR, LocalLab
 from node_agent.cli import main as node_cli
+from recipes.registry import default_registry
 from tests.support.federated import Scenario
 
 pytestmark = pytest.mark.slow
@@ -52,6 +53,10 @@ def test_a_node_refuses_an_unapproved_app_and_the_hub_logs_it(
     federated_scenario: Scenario, flower_lab: LocalLab
 ) -> None:
     refusing = federated_scenario.refusing
+    # one approval, one app: the refusing district still grants fl_linear, a FAB of its own
+    linear = default_registry().get("fl_linear", "1.0.0").code_sha256()
+    assert linear != federated_scenario.fab_sha256
+    assert federated_scenario.refusing_allowed == {linear: "fl_linear@1.0.0"}
     # (the attack tests push another app through the same lab: only this app's refusals count)
     refusals = [
         e

@@ -144,19 +144,28 @@ def test_central_dp_calibration_and_cost() -> None:
     )
 
 
-def test_the_linear_recipe_shares_the_app_and_needs_a_numeric_label() -> None:
+def test_the_linear_recipe_is_its_own_fab_and_the_run_config_cannot_change_the_model() -> None:
+    """One approval, one app: fl_linear carries fl_logistic's code package in a FAB of its own,
+    whose pyproject names the linear ClientApp, so the hashes differ; and no run config key
+    chooses the model kind (Flower refuses run-config keys the app does not declare)."""
     from recipes.fl_linear import FederatedLinear
 
     linear = FederatedLinear()
-    assert linear.code_sha256() == RECIPE.code_sha256()
+    assert linear.code_sha256() != RECIPE.code_sha256()
+    assert linear.code_sha256() == FederatedLinear().code_sha256()  # reproducible
+    assert set(linear.app_files()) == set(RECIPE.app_files())  # same files, own pyproject
+    for recipe, client in ((RECIPE, "logistic_app"), (linear, "linear_app")):
+        pyproject = tomllib.loads((recipe.app_dir / "pyproject.toml").read_text())
+        app = pyproject["tool"]["flwr"]["app"]
+        assert app["components"]["clientapp"] == f"fl_logistic_app.client_app:{client}"
+        assert "model" not in app["config"]
+    assert "fl_linear/pyproject.toml" in linear.code_source()
     params = linear.validate({}, catalogue(500, 400))
     assert params["label"] == "contribution_months_12"
-    assert (
-        linear.run_config(
-            params, [(t, outcomes()) for t in linear.targets(params, catalogue(500, 400))]
-        )["model"]
-        == "linear"
+    config = linear.run_config(
+        params, [(t, outcomes()) for t in linear.targets(params, catalogue(500, 400))]
     )
+    assert "model" not in config
     with pytest.raises(InvalidParameters, match="needs integer or float"):
         linear.validate({"label": "confirmed", "features": ["age"]}, catalogue(500, 400))
     with pytest.raises(InvalidParameters, match="needs boolean"):

@@ -1,9 +1,10 @@
 """The federated training scenario the end-to-end and attack tests share (one run: slow).
 
 One training job over the test city's district nodes (real hub + SuperLink, real node agents +
-SuperNodes + gates): one district has revoked its approval of ``fl_logistic`` (its gate must
-refuse the app), and another district's machine dies in the middle of the first round (its
-agent, SuperNode and gate are killed). The analyst's ``train`` call runs in a thread meanwhile.
+SuperNodes + gates): one district has revoked its approval of ``fl_logistic`` but kept its grant
+of ``fl_linear`` (a FAB of its own: its gate must still refuse ``fl_logistic``), and another
+district's machine dies in the middle of the first round (its agent, SuperNode and gate are
+killed). The analyst's ``train`` call runs in a thread meanwhile.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class Scenario:
     refusing: str
     killed: str
     kept: list[str]
+    #: what the refusing district's gate still allowed when the job ran (fl_linear's FAB)
+    refusing_allowed: dict[str, str]
 
 
 def wait_for(check, timeout: float, what: str, step: float = 0.2):
@@ -65,14 +68,12 @@ def run_scenario(lab: LocalLab) -> Scenario:
     refusing, killed, kept = agencies[-1], agencies[-2], agencies[:-2]
     for agency in agencies:
         wait_for(lambda a=agency: fab in allowed_hashes(lab, a), 60, f"{agency}'s allow-list")
-    # every recipe running this app (fl_linear shares fl_logistic's FAB) loses its approval
+    # the refusing district withdraws fl_logistic only: its grant of fl_linear stays
     store = ApprovalStore(lab.node_state(refusing), refusing)
-    for grant in store.list():
-        if grant.code_sha256 == fab:
-            store.revoke(
-                grant.recipe, grant.version, revoked_by=f"admin-{refusing}", reason="not here"
-            )
+    assert store.get("fl_linear", VERSION) is not None
+    store.revoke(RECIPE, VERSION, revoked_by=f"admin-{refusing}", reason="not here")
     wait_for(lambda: fab not in allowed_hashes(lab, refusing), 15, "the revocation to apply")
+    refusing_allowed = allowed_hashes(lab, refusing)
     started = time.monotonic()
     with Lab(lab.url, lab.tokens[ANALYST]) as analyst, ThreadPoolExecutor(1) as pool:
         training = pool.submit(analyst.train, RECIPE, rounds=1, progress=False, timeout=600)
@@ -86,6 +87,7 @@ def run_scenario(lab: LocalLab) -> Scenario:
         refusing=refusing,
         killed=killed,
         kept=kept,
+        refusing_allowed=refusing_allowed,
     )
 
 

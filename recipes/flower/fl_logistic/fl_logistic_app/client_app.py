@@ -22,10 +22,12 @@ from fl_logistic_app.model import local_update, metrics, read_training_data
 
 
 class Trainer(NumPyClient):
-    def __init__(self, context: Context) -> None:
+    def __init__(self, context: Context, model: str) -> None:
         run = context.run_config
         node = context.node_config
-        self.model = str(run["model"])
+        #: "logistic" or "linear": fixed by the ClientApp the FAB's pyproject names, never by
+        #: the run config (so an approval of one model kind never runs the other)
+        self.model = model
         self.ridge = float(run["ridge"])
         features = [f for f in str(run["features"]).split(",") if f]
         allowed = [c for c in str(node.get("trainable-columns", "")).split(",") if c]
@@ -59,11 +61,18 @@ class Trainer(NumPyClient):
         return [update], 1 if self.uniform else len(self.y), {}
 
 
-def client_fn(context: Context):
-    return Trainer(context).to_client()
+def _client_app(model: str) -> ClientApp:
+    def client_fn(context: Context):
+        return Trainer(context, model).to_client()
+
+    # SecAgg+ outermost: it calls the training step only when collecting masked vectors, and
+    # ``fixedclipping_mod`` clips the update there, before it is masked (central DP; without DP
+    # the server asks for a clipping norm no update reaches)
+    return ClientApp(client_fn=client_fn, mods=[secaggplus_mod, fixedclipping_mod])
 
 
-# SecAgg+ outermost: it calls the training step only when collecting masked vectors, and
-# ``fixedclipping_mod`` clips the update there, before it is masked (central DP; without DP the
-# server asks for a clipping norm no update reaches)
-app = ClientApp(client_fn=client_fn, mods=[secaggplus_mod, fixedclipping_mod])
+# One ClientApp per model kind. Each recipe's FAB names its own in ``[tool.flwr.app.components]``
+# of its pyproject.toml (inside the FAB, so inside the approved hash): the model kind is part of
+# what an agency approves, and no run config can change it.
+logistic_app = _client_app("logistic")
+linear_app = _client_app("linear")
