@@ -26,13 +26,14 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from datalab.errors import DatalabError, TaskRefused
 from datalab.flower_runtime import flower_bin, flower_env, free_port, stop_group
 from datalab.signing import SigningKey, sign_request
-from datalab.wire import CatalogueDataset, FlowerRefusal, Task
+from datalab.wire import ApprovalGrant, CatalogueDataset, FlowerRefusal, Task
 from node_agent.approvals import ApprovalStore
 from node_agent.log import LocalLog
 from node_agent.settings import NodeSettings
@@ -93,16 +94,33 @@ class SuperNode:
 
     def allowed(self) -> dict[str, str]:
         """FAB sha256 → recipe key, for every training recipe the agency's grants cover now."""
-        out: dict[str, str] = {}
+        return dict(self.allow_list()["hashes"])
+
+    def allow_list(self) -> dict[str, Any]:
+        """What the gate reads (``allowed.json``): ``hashes`` (FAB sha256 → recipe key) and
+        ``bounds`` (FAB sha256 → its grant's bounds restated on the run config, which the gate
+        checks each task's run config against before any training step; bounded grants only)."""
+        granted = self._granted()
+        return {
+            "hashes": {fab: recipe.key for fab, (recipe, _) in granted.items()},
+            "bounds": {
+                fab: recipe.run_config_bounds(grant.bounds)
+                for fab, (recipe, grant) in granted.items()
+                if grant.bounds
+            },
+        }
+
+    def _granted(self) -> dict[str, tuple[FlowerRecipe, ApprovalGrant]]:
+        out: dict[str, tuple[FlowerRecipe, ApprovalGrant]] = {}
         for recipe in self.registry.all():
             if not isinstance(recipe, FlowerRecipe):
                 continue
             try:
                 code_sha256 = recipe.code_sha256()
-                self.approvals.check(_probe(self.settings.agency, recipe, code_sha256), {})
+                grant = self.approvals.check(_probe(self.settings.agency, recipe, code_sha256), {})
             except (TaskRefused, DatalabError):
                 continue
-            out[code_sha256] = recipe.key
+            out[code_sha256] = (recipe, grant)
         return out
 
     def supernode_command(self) -> list[str]:
@@ -195,7 +213,7 @@ class SuperNode:
                 logger.error("SuperNode supervision failed: %s", exc, exc_info=exc)
 
     def _write_allowed(self) -> None:
-        body = json.dumps({"hashes": self.allowed()}, sort_keys=True)
+        body = json.dumps(self.allow_list(), sort_keys=True)
         current = (
             self.allowed_path.read_text(encoding="utf-8") if self.allowed_path.exists() else ""
         )
@@ -214,15 +232,10 @@ class SuperNode:
         end = data.rfind(b"\n") + 1
         for line in data[:end].splitlines():
             record = json.loads(line)
-            fab = str(record.get("fab_hash") or "")
-            agency = self.settings.agency
             refusal = FlowerRefusal(
                 run_id=str(record["run_id"]),
-                fab_sha256=fab,
-                reason=(
-                    f"node {agency} refused app hash {fab or '(none)'}: "
-                    f"not approved by agency {agency}"
-                ),
+                fab_sha256=str(record.get("fab_hash") or ""),
+                reason=self.refusal_reason(record),
                 at=float(record.get("at", time.time())),
             )
             if refusal.run_id not in self._reported:
@@ -231,6 +244,18 @@ class SuperNode:
                 self._post(refusal)
                 self._reported.add(refusal.run_id)
             self._offset += len(line) + 1
+
+    def refusal_reason(self, record: dict[str, Any]) -> str:
+        """What the hub's audit log says of one of the gate's refusals (no data, no row)."""
+        agency = self.settings.agency
+        fab = str(record.get("fab_hash") or "") or "(none)"
+        problems = [str(p) for p in record.get("problems") or []]
+        if problems:
+            return (
+                f"node {agency} refused app hash {fab}: run config outside agency {agency}'s "
+                f"approval of {record.get('recipe') or 'the app'}: " + "; ".join(problems)
+            )
+        return f"node {agency} refused app hash {fab}: not approved by agency {agency}"
 
     def _post(self, refusal: FlowerRefusal) -> None:
         path = f"/api/v1/nodes/{self.settings.agency}/flower/refusals"

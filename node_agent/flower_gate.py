@@ -16,6 +16,12 @@ starts Flower's own ``flwr-clientapp`` with its installer wrapped, so the FAB's 
 and must themselves be approved before anything is unpacked (a hub serving other bytes under an
 approved hash gets "not approved", and nothing of the unapproved app is installed or run).
 
+An approval also carries bounds on the recipe's parameters. The node agent restates them on the
+run config (``bounds`` in ``--allowed``: run-config key → minimum, maximum, choices), and the
+``--run`` wrapper checks the run config Flower hands the ClientApp against the bounds of the
+FAB's own hash before anything is installed: a run outside them is refused like an unapproved
+app, and the refusal names each parameter out of bounds (no data: the run config is the hub's).
+
 Flower has no offline hash allowlist (``--trusted-entities`` needs Flower's online hub), so this
 wraps Flower's own SuperExec loop and plugin (internal modules of flwr 1.42.0, pinned exactly).
 Imports nothing of the lab: it runs in Flower's environment, not the lab's.
@@ -38,14 +44,48 @@ from flwr.supercore.superexec.plugin import AutoExecPlugin
 
 ALLOWED: Path
 REFUSALS: Path
+#: why this ``--run`` process's task is refused (set once its run config has been checked).
+OUT_OF_BOUNDS: list[str] = []
+
+
+def _allow_list() -> dict:
+    try:
+        return dict(json.loads(ALLOWED.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
 
 
 def allowed_hashes() -> dict[str, str]:
     """fab sha256 → recipe key, as the node agent last wrote them (none if unreadable)."""
-    try:
-        return dict(json.loads(ALLOWED.read_text(encoding="utf-8")).get("hashes", {}))
-    except (OSError, ValueError):
-        return {}
+    return dict(_allow_list().get("hashes", {}))
+
+
+def allowed_bounds(fab_hash: str) -> dict[str, dict]:
+    """The run-config bounds of the grant of ``fab_hash`` (none: unbounded)."""
+    return dict(_allow_list().get("bounds", {}).get(fab_hash, {}))
+
+
+def run_config_problems(config: dict, bounds: dict[str, dict]) -> list[str]:
+    """Which run-config values fall outside ``bounds``, as readable messages (empty: within).
+
+    A bounded key the run config lacks is a problem (fail closed); a ``list`` bound checks each
+    comma-separated item against its choices."""
+    problems: list[str] = []
+    for key, bound in sorted(bounds.items()):
+        if key not in config:
+            problems.append(f"{key} is bounded by the approval but the run does not set it")
+            continue
+        value = config[key]
+        values = [v for v in str(value).split(",") if v] if bound.get("list") else [value]
+        for v in values:
+            if "choices" in bound and v not in bound["choices"]:
+                problems.append(f"{key}={v!r} is not among the approved {bound['choices']}")
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                if "minimum" in bound and v < bound["minimum"]:
+                    problems.append(f"{key}={v} is below the approved minimum {bound['minimum']}")
+                if "maximum" in bound and v > bound["maximum"]:
+                    problems.append(f"{key}={v} is above the approved maximum {bound['maximum']}")
+    return problems
 
 
 class GatedPlugin(AutoExecPlugin):
@@ -70,10 +110,14 @@ class GatedPlugin(AutoExecPlugin):
         return LaunchResult.accepted()
 
 
-def record_refusal(run_id: int, task_id: int, fab_hash: str) -> None:
+def record_refusal(
+    run_id: int, task_id: int, fab_hash: str, problems: list[str] | None = None
+) -> None:
     """One JSON line the node agent reports to the hub (it reads the file, signs, sends)."""
+    record = {"run_id": run_id, "task_id": task_id, "fab_hash": fab_hash, "at": time.time()}
+    if problems:
+        record.update(problems=problems, recipe=allowed_hashes().get(fab_hash, ""))
     with REFUSALS.open("a", encoding="utf-8") as fh:
-        record = {"run_id": run_id, "task_id": task_id, "fab_hash": fab_hash, "at": time.time()}
         fh.write(json.dumps(record) + "\n")
 
 
@@ -104,9 +148,30 @@ def checked(install):
         if actual not in allowed_hashes():
             record_refusal(-1, -1, actual)
             raise NotApproved(f"FAB bytes hash to {actual}, which this agency has not approved")
+        if OUT_OF_BOUNDS:
+            raise NotApproved(
+                "the run config is outside this agency's approval: " + "; ".join(OUT_OF_BOUNDS)
+            )
         return install(fab_file, *args, **kwargs)
 
     return install_if_approved
+
+
+def bounded(pull):
+    """``pull`` (Flower's ``pull_task_input``), checking the task's run config against the
+    bounds of the grant of the FAB's own bytes; a run outside them is recorded as refused and
+    ``checked`` then refuses to install the app (so Flower answers the server with an error)."""
+
+    def pull_and_check(*args, **kwargs):
+        message, context, run, fab = pull(*args, **kwargs)
+        actual = hashlib.sha256(fab.content).hexdigest()
+        problems = run_config_problems(dict(context.run_config), allowed_bounds(actual))
+        if problems:
+            OUT_OF_BOUNDS[:] = problems
+            record_refusal(int(context.run_id), -1, actual, problems)
+        return message, context, run, fab
+
+    return pull_and_check
 
 
 def run_checked() -> None:
@@ -114,6 +179,7 @@ def run_checked() -> None:
     runner = importlib.import_module("flwr.supernode.runtime.run_clientapp")
     cli = importlib.import_module("flwr.supernode.cli.flwr_clientapp")
     runner.install_from_fab = checked(runner.install_from_fab)
+    runner.pull_task_input = bounded(runner.pull_task_input)
     cli.flwr_clientapp()
 
 

@@ -79,6 +79,24 @@ class FlowerRecipe(Recipe):
     ) -> dict[str, Any]:
         """The Flower run config of a job (the app's ``[tool.flwr.app.config]`` keys)."""
 
+    #: recipe parameter → the run-config key that carries it to the nodes (what the node's gate
+    #: checks an approval's bounds against; see ``run_config_bounds``).
+    run_config_keys: ClassVar[dict[str, str]] = {}
+
+    def run_config_bounds(self, bounds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """An approval's bounds on this recipe's parameters, restated on the run config Flower
+        hands the node's ClientApp — all the node's gate sees of a job (it runs in Flower's
+        environment and knows no recipe). Each entry: the bound (minimum, maximum, choices),
+        plus ``list`` when the run config joins a list parameter with commas. A bound on a
+        parameter the run config does not carry is kept under ``param:<name>``, a key no run
+        config has, so the gate refuses every run rather than skip a check (fail closed)."""
+        lists = {p.name for p in self.manifest.params if p.type.endswith("_list")}
+        out: dict[str, Any] = {}
+        for name, bound in bounds.items():
+            key = self.run_config_keys.get(name, f"param:{name}")
+            out[key] = {**bound, **({"list": True} if name in lists else {})}
+        return out
+
     def plan(self, params: Mapping[str, Any], dataset: CatalogueDataset) -> AggregatePlan:
         raise InvalidParameters(f"{self.key} is a training recipe: nodes run its Flower app")
 

@@ -83,6 +83,17 @@ def epsilon_of(z: float, releases: int, delta: float = DELTA) -> float:
 
 class FederatedLogistic(FlowerRecipe):
     app = "fl_logistic"
+    run_config_keys: ClassVar[dict[str, str]] = {
+        "dataset": "dataset",
+        "features": "features",
+        "label": "label",
+        "rounds": "num-server-rounds",
+        "local_steps": "local-steps",
+        "ridge": "ridge",
+        "epsilon": "epsilon",
+        "clipping_norm": "clipping-norm",
+        "min_rows": "min-rows",
+    }
     #: the column types the label may have
     label_types: ClassVar[tuple[str, ...]] = ("boolean",)
     manifest = RecipeManifest(
@@ -230,6 +241,16 @@ class FederatedLogistic(FlowerRecipe):
                     f"the label {params['label']!r} is {label.type}; {self.key} needs "
                     f"{' or '.join(self.label_types)}"
                 )
+
+    def run_config_bounds(self, bounds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """As the base class; and a run without DP carries ``epsilon = 0``, so a bound on
+        epsilon also demands DP (below the recipe's smallest epsilon: refused), where the
+        hub-side check would let a job without epsilon through."""
+        out = super().run_config_bounds(bounds)
+        if "epsilon" in out:
+            smallest = next(p.minimum for p in self.manifest.params if p.name == "epsilon")
+            out["epsilon"]["minimum"] = max(float(out["epsilon"].get("minimum", 0)), smallest)
+        return out
 
     def privacy_cost(self, params: Mapping[str, Any]) -> float | None:
         epsilon = params.get("epsilon")

@@ -115,3 +115,123 @@ def test_the_gate_checks_the_fab_bytes_not_the_hash_the_superlink_declares(
     assert f"refused: FAB bytes hash to {other}" in done.stdout
     refusals = [json.loads(line) for line in (tmp_path / "refusals.jsonl").read_text().splitlines()]
     assert [r["fab_hash"] for r in refusals] == [other]
+
+
+def test_the_gate_is_given_each_grants_bounds_on_the_run_config(supernode: SuperNode) -> None:
+    """Bounds on the recipe's parameters, restated on the keys of the run config the gate sees;
+    a bound on epsilon also demands DP (a run without it carries epsilon 0)."""
+    recipe = FederatedLogistic()
+    fab = recipe.code_sha256()
+    supernode.approvals.approve(
+        recipe.name,
+        recipe.version,
+        fab,
+        bounds={
+            "rounds": {"maximum": 2},
+            "features": {"choices": ["age", "has_tenancy"]},
+            "dataset": {"choices": ["verification_outcomes"]},
+            "epsilon": {"maximum": 1.0},
+        },
+        approved_by="admin",
+    )
+    doc = supernode.allow_list()
+    assert doc["hashes"] == {fab: recipe.key}
+    assert doc["bounds"][fab] == {
+        "num-server-rounds": {"maximum": 2},
+        "features": {"choices": ["age", "has_tenancy"], "list": True},
+        "dataset": {"choices": ["verification_outcomes"]},
+        "epsilon": {"maximum": 1.0, "minimum": 0.05},
+    }
+    # an unbounded grant gives the gate no bounds at all
+    supernode.approvals.approve(recipe.name, recipe.version, fab, approved_by="admin")
+    assert supernode.allow_list()["bounds"] == {}
+
+
+def test_a_bound_the_run_config_cannot_carry_is_kept_so_the_gate_refuses() -> None:
+    bounds = FederatedLogistic().run_config_bounds({"no_such_param": {"maximum": 1}})
+    assert bounds == {"param:no_such_param": {"maximum": 1}}
+
+
+def test_a_refusal_for_bounds_names_the_recipe_and_each_parameter(supernode: SuperNode) -> None:
+    record = {
+        "run_id": 7,
+        "fab_hash": "ab" * 32,
+        "recipe": "fl_logistic@1.0.0",
+        "problems": ["num-server-rounds=3 is above the approved maximum 2"],
+    }
+    assert supernode.refusal_reason(record) == (
+        f"node {AGENCY} refused app hash {'ab' * 32}: run config outside agency {AGENCY}'s "
+        "approval of fl_logistic@1.0.0: num-server-rounds=3 is above the approved maximum 2"
+    )
+    del record["problems"]
+    assert supernode.refusal_reason(record).endswith(f"not approved by agency {AGENCY}")
+
+
+BOUNDS_CHECK = """
+import hashlib, json, sys
+from pathlib import Path
+from types import SimpleNamespace
+import node_agent.flower_gate as gate
+
+state = Path(sys.argv[1])
+gate.ALLOWED, gate.REFUSALS = state / "allowed.json", state / "refusals.jsonl"
+content = b"approved app bytes"
+fab = hashlib.sha256(content).hexdigest()
+bounds = {
+    "num-server-rounds": {"maximum": 2},
+    "features": {"choices": ["age", "has_tenancy"], "list": True},
+    "epsilon": {"maximum": 1.0, "minimum": 0.05},
+}
+gate.ALLOWED.write_text(json.dumps({"hashes": {fab: "fl_logistic@1.0.0"}, "bounds": {fab: bounds}}))
+within = {"num-server-rounds": 2, "features": "age,has_tenancy", "epsilon": 0.5}
+print("within:", gate.run_config_problems(within, bounds))
+no_dp = {**within, "epsilon": 0.0}
+print("no dp:", gate.run_config_problems(no_dp, bounds))
+print("missing:", gate.run_config_problems({"num-server-rounds": 1}, bounds))
+for name, config in (("ok", within), ("out", {**within, "num-server-rounds": 3,
+                                              "features": "age,id_number"})):
+    gate.OUT_OF_BOUNDS.clear()
+    task = SimpleNamespace(run_config=config, run_id=41)
+    pull = gate.bounded(lambda: ("msg", task, "run", SimpleNamespace(content=content)))
+    assert pull()[0] == "msg"
+    installed = []
+    install = gate.checked(lambda fab, *a, **k: installed.append(fab) or "path")
+    try:
+        install(content, skip_prompt=True)
+    except gate.NotApproved as exc:
+        print(name, "refused:", exc)
+    print(name, "installed:", len(installed))
+"""
+
+
+def test_the_gate_refuses_a_run_config_outside_the_grants_bounds(tmp_path: Path) -> None:
+    """In Flower's environment: the task's run config is checked against the bounds of the
+    grant of the FAB's own bytes before anything is installed; a run outside them installs
+    nothing, is answered with an error, and is recorded with each parameter out of bounds."""
+    python = flower_bin() / "python"
+    done = subprocess.run(
+        [str(python), "-c", BOUNDS_CHECK, str(tmp_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    out = done.stdout
+    assert "within: []" in out
+    assert "no dp: ['epsilon=0.0 is below the approved minimum 0.05']" in out
+    assert "num-server-rounds=1" not in out and "epsilon is bounded by the approval" in out
+    assert "ok installed: 1" in out and "ok refused" not in out
+    assert "out installed: 0" in out
+    assert (
+        "out refused: the run config is outside this agency's approval: features='id_number' "
+        "is not among the approved ['age', 'has_tenancy']; num-server-rounds=3 is above the "
+        "approved maximum 2"
+    ) in out
+    refusals = [json.loads(line) for line in (tmp_path / "refusals.jsonl").read_text().splitlines()]
+    assert len(refusals) == 1
+    assert refusals[0]["run_id"] == 41 and refusals[0]["recipe"] == "fl_logistic@1.0.0"
+    assert refusals[0]["problems"] == [
+        "features='id_number' is not among the approved ['age', 'has_tenancy']",
+        "num-server-rounds=3 is above the approved maximum 2",
+    ]
