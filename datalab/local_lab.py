@@ -62,6 +62,11 @@ class LocalLab:
     flower_round_timeout_s: float = 30.0
     #: test hook: nodes keep a copy of each plain update under this folder (per agency).
     flower_record_updates: Path | None = None
+    #: Flower's production configuration (TLS + SuperNode authentication): a folder holding
+    #: ``ca.crt``, ``superlink.crt``/``superlink.key``, each agency's SuperNode key
+    #: ``<agency>.key`` (OpenSSH) and the public keys the hub registers, ``public/<agency>.pub``.
+    #: None: insecure loopback.
+    flower_tls: Path | None = None
     tokens: dict[str, str] = field(default_factory=dict)
     _procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[object] = field(default_factory=list)
@@ -120,6 +125,13 @@ class LocalLab:
             self.flower_port = self.flower_port or free_port()
             args += ["--flower", "--flower-port", str(self.flower_port)]
             env["DATALAB_HUB_FLOWER_ROUND_TIMEOUT_S"] = str(self.flower_round_timeout_s)
+            if self.flower_tls is not None:
+                tls = self.flower_tls
+                env["DATALAB_HUB_FLOWER_SSL_CA_CERTFILE"] = str(tls / "ca.crt")
+                env["DATALAB_HUB_FLOWER_SSL_CERTFILE"] = str(tls / "superlink.crt")
+                env["DATALAB_HUB_FLOWER_SSL_KEYFILE"] = str(tls / "superlink.key")
+                env["DATALAB_HUB_FLOWER_SUPERNODE_AUTH"] = "true"
+                env["DATALAB_HUB_FLOWER_SUPERNODE_KEYS"] = str(tls / "public")
         self._spawn("hub", args, env)
         self._wait_http(f"{self.url}/api/v1/health", "hub")
 
@@ -167,6 +179,9 @@ class LocalLab:
             if self.flower_record_updates is not None:
                 folder = self.flower_record_updates / agency
                 env["DATALAB_NODE_FLOWER_RECORD_UPDATES"] = str(folder)
+            if self.flower_tls is not None:
+                env["DATALAB_NODE_FLOWER_ROOT_CERTIFICATES"] = str(self.flower_tls / "ca.crt")
+                env["DATALAB_NODE_FLOWER_AUTH_KEY"] = str(self.flower_tls / f"{agency}.key")
         self._spawn(f"node-{agency}", args, env)
 
     def stop_node(self, agency: str) -> None:

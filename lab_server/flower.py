@@ -136,6 +136,7 @@ class SuperLink:
         self._write_cli_config()
         self._spawn()
         self.wait_ready(timeout)
+        self.register_supernodes()
         self._thread = threading.Thread(target=self._supervise, name="superlink", daemon=True)
         self._thread.start()
 
@@ -184,6 +185,29 @@ class SuperLink:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"the SuperLink did not listen on port {self.port} in {timeout:g} s")
+
+    def register_supernodes(self, attempts: int = 20) -> list[str]:
+        """Register each public key in ``flower_supernode_keys`` (``<agency>.pub``) with the
+        SuperLink, named for its agency: with SuperNode authentication only these nodes may
+        join. A key the SuperLink already holds (a restart) is logged and kept. The names of
+        the keys registered now."""
+        folder = self.settings.flower_supernode_keys
+        if folder is None:
+            return []
+        registered = []
+        for key in sorted(Path(folder).glob("*.pub")):
+            for attempt in range(attempts):
+                try:
+                    self.cli("supernode", "register", str(key), LINK, "--name", key.stem)
+                    registered.append(key.stem)
+                    log.info("SuperNode key of %s registered", key.stem)
+                    break
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    if "already" in str(exc).lower() or attempt == attempts - 1:
+                        log.warning("SuperNode key %s not registered: %s", key.name, exc)
+                        break
+                    time.sleep(0.5)  # the Control API can lag the port by a moment
+        return registered
 
     def _supervise(self) -> None:
         """Restart a SuperLink that died (runs in flight fail; their jobs say so)."""

@@ -53,6 +53,9 @@ class HubSettings(BaseSettings):
     flower_ssl_keyfile: Path | None = None
     #: accept only SuperNodes whose public keys were registered (``flwr supernode register``).
     flower_supernode_auth: bool = False
+    #: a folder of SuperNode public keys (``<agency>.pub``, OpenSSH ECDSA P-384) the hub
+    #: registers with its SuperLink at start (with supernode auth: the nodes allowed to join).
+    flower_supernode_keys: Path | None = None
 
     @model_validator(mode="after")
     def _defaults_and_secrets(self) -> HubSettings:
