@@ -339,6 +339,7 @@ def _rank(args: argparse.Namespace, state: StateSettings) -> int:
     if not dataset:
         raise UsageError("--dataset is required: the model file names no training dataset")
     table = ranking.rank(Path(data), dataset, model, Path(args.out))
+    ranking.log_ranking(state, dataset, model, table.num_rows, Path(args.out))
     print(
         f"ranked {table.num_rows} rows of {dataset!r} for agency {state.agency} by model "
         f"{model.provenance.recipe} (job {model.job_id}) into {args.out}"

@@ -8,7 +8,9 @@ ids, recipe names, hashes, reasons and digests — never rows, identifiers or re
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -37,20 +39,32 @@ class LogVerification:
 
 
 class LocalLog:
-    """Appends signed, chained entries to a JSON-lines file."""
+    """Appends signed, chained entries to a JSON-lines file.
+
+    More than one process may append (the running node agent, and the admin's ``datalab node``
+    commands on the same machine, e.g. ``rank``): each append holds an exclusive lock on the
+    file and, if the file grew since this process last wrote, reads the chain's head again, so
+    the chain never forks."""
 
     def __init__(self, path: Path, key: SigningKey) -> None:
         self.path = Path(path)
         self._key = key
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._seq, self._head, self._size = 0, GENESIS, -1
+
+    def _read_head(self) -> None:
         self._seq, self._head = 0, GENESIS
         for entry in read_entries(self.path):
             self._seq, self._head = entry["seq"], entry["hash"]
 
     def append(self, event: str, data: dict[str, Any]) -> dict[str, Any]:
         """Write one entry and return it (with its hash and signature)."""
-        with self._lock:
+        with self._lock, self.path.open("ab") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file is closed
+            size = fh.seek(0, os.SEEK_END)
+            if size != self._size:  # first write, or another process appended meanwhile
+                self._read_head()
             entry: dict[str, Any] = {
                 "seq": self._seq + 1,
                 "ts": round(time.time(), 6),
@@ -61,9 +75,9 @@ class LocalLog:
             entry["hash"] = entry_hash(entry)
             entry["signature"] = self._key.sign(entry["hash"].encode("ascii"))
             line = canonical_bytes(entry) + b"\n"
-            with self.path.open("ab") as fh:
-                fh.write(line)
-            self._seq, self._head = entry["seq"], entry["hash"]
+            fh.write(line)
+            fh.flush()
+            self._seq, self._head, self._size = entry["seq"], entry["hash"], size + len(line)
         return entry
 
 

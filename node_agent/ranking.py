@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,7 +27,10 @@ from pydantic import ValidationError
 from datalab.errors import BadRequest, NotFound
 from datalab.federated_model import APPS_DIR, FederatedModel, app_model
 from datalab.manifest import AgencyManifest
+from datalab.signing import load_or_create_key
 from datalab.wire import ModelFile
+from node_agent.log import LocalLog
+from node_agent.settings import StateSettings
 
 
 def load_model(path: Path) -> FederatedModel:
@@ -72,6 +76,28 @@ def rank(data_dir: Path, dataset: str, model: FederatedModel, out: Path) -> pa.T
     ranked = ranked.append_column("rank", pa.array(np.arange(1, len(order) + 1), pa.int64()))
     _write_new(ranked, out)
     return ranked
+
+
+def log_ranking(
+    state: StateSettings, dataset: str, model: FederatedModel, rows: int, out: Path
+) -> dict[str, Any]:
+    """One entry in the node's own signed log (``node_agent/log.py``) for a ranking: which
+    dataset, which model (its job, recipe, FAB hash and the digest of its released
+    coefficients), how many rows and where the list went — counts and hashes, never a row, a
+    score or an identifier."""
+    key = load_or_create_key(state.key_path)
+    return LocalLog(state.log_path, key).append(
+        "model_ranked",
+        {
+            "dataset": dataset,
+            "rows": rows,
+            "out": str(out.resolve()),
+            "job_id": model.job_id,
+            "recipe": f"{model.provenance.recipe}@{model.provenance.version}",
+            "fab_sha256": model.fab_sha256,
+            "model_sha256": model.provenance.result_sha256,
+        },
+    )
 
 
 def _write_new(table: pa.Table, out: Path) -> None:

@@ -164,6 +164,20 @@ def test_log_continues_its_chain_after_a_restart(state: Path):
     assert verify_log(state / "node-log.jsonl", key.public_key).ok
 
 
+def test_two_writers_of_the_log_keep_one_chain(state: Path):
+    """The running agent and an admin command (``rank``) append to the same log: each append
+    picks up the other's entries, so the chain never forks."""
+    key = load_or_create_key(state / "node_key.pem")
+    agent = LocalLog(state / "node-log.jsonl", key)
+    agent.append("registered", {"hub_url": "x"})
+    admin = LocalLog(state / "node-log.jsonl", key)
+    admin.append("model_ranked", {"rows": 3})
+    agent.append("task_received", {"task_id": "t"})
+    admin.append("model_ranked", {"rows": 4})
+    result = verify_log(agent.path, key.public_key)
+    assert result.ok and result.entries == 4, result.message
+
+
 def test_approvals_of_another_agency_are_not_loaded(state: Path):
     ApprovalStore(state, "health").approve("r", "1", "ab" * 32, approved_by="x")
     with pytest.raises(ValueError, match="health"):

@@ -14,8 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from datalab.federated_model import FederatedModel, app_model
-from datalab.wire import Provenance
+from datalab.signing import SigningKey
+from datalab.wire import ModelFile, Provenance
 from node_agent.cli import add_node_arguments, run_node_command
+from node_agent.log import read_entries, verify_log
+from node_agent.settings import StateSettings
 from recipes.fl_logistic import FEATURES
 
 
@@ -79,6 +82,27 @@ def test_rank_orders_the_districts_own_flags_confirmed_first(
     print(f"{target.name}: top-half confirmed {top:.1%} vs overall {overall:.1%}")
     assert top > overall * 1.15
     assert f"ranked {len(ranked)} rows" in capsys.readouterr().out
+    # the node's own signed log says what was ranked, with which model, how many rows
+    state = tmp_path / "state"
+    settings = StateSettings(agency=target.name, state_dir=state)
+    key = SigningKey.from_pem(settings.key_path.read_text(encoding="ascii"))
+    assert verify_log(settings.log_path, key.public_key).ok
+    entry = list(read_entries(settings.log_path))[-1]
+    model = FederatedModel.from_file(
+        ModelFile.model_validate_json(model_path.read_text(encoding="utf-8"))
+    )
+    assert entry["event"] == "model_ranked"
+    assert entry["data"] == {
+        "dataset": "verification_outcomes",
+        "rows": len(ranked),
+        "out": str(out.resolve()),
+        "job_id": model.job_id,
+        "recipe": "fl_logistic@1.0.0",
+        "fab_sha256": model.fab_sha256,
+        "model_sha256": model.provenance.result_sha256,
+    }
+    text = settings.log_path.read_text(encoding="utf-8")
+    assert not any(str(v) in text for v in original.flag_id.head(50))  # no identifier
 
 
 def test_rank_refuses_bad_input_and_writes_nothing(
