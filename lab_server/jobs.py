@@ -63,7 +63,7 @@ from recipes.release import QuerySet
 from recipes.rules import BY_NAME, Rules, effective
 
 if TYPE_CHECKING:
-    from lab_server.flower import Trainer
+    from lab_server.training_runs import Trainer
 
 log = logging.getLogger("datalab.hub.jobs")
 

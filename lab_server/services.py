@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datalab.signing import SigningKey, load_or_create_key
 from lab_server.approvals import ApprovalService
 from lab_server.db import Database
-from lab_server.flower import SuperLink, Trainer
 from lab_server.jobs import JobService, Protector
 from lab_server.nodes import NodeService
 from lab_server.notify import Notifier
@@ -20,6 +19,8 @@ from lab_server.privacy import PrivacyService
 from lab_server.psi_relay import PsiRelay
 from lab_server.recipe_book import RecipeBook
 from lab_server.settings import HubSettings
+from lab_server.superlink import SuperLink
+from lab_server.training_runs import Trainer
 from lab_server.transparency import Transparency
 from recipes.registry import RecipeRegistry, default_registry
 
