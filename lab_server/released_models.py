@@ -35,13 +35,11 @@ def resolve_model(
         )
     job_id = request.params.get("model")
     if not isinstance(job_id, str) or not job_id:
-        raise InvalidParameters(
-            "parameter 'model' must name a released training job (its job id)"
-        )
+        raise InvalidParameters("parameter 'model' must name a released training job (its job id)")
     job = read_job(job_id)
     if job.recipe not in recipe.model_recipes:
         raise InvalidParameters(
-            f"job {job_id} is a {job.recipe} job; {recipe.key} scores with a model released by "
+            f"job {job_id} ran {job.recipe}; {recipe.key} scores with a model released by "
             f"{' or '.join(recipe.model_recipes)}"
         )
     if job.state is not JobState.RELEASED or job.result is None:

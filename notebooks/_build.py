@@ -258,8 +258,9 @@ FEDERATED_RANKING = [
         "trained **federally**: every district node takes training steps on its own rows, "
         "SecAgg+ sums the masked updates, and you receive only the aggregate model and its "
         "metrics, never a row or one district's update.\n\n"
-        "This needs a lab started with Flower (`datalab demo --flower --keep`, or "
-        "`datalab server --flower` and `datalab node run --flower-superlink ...`)."
+        "This needs a lab with Flower: `datalab server --flower` and, for each district, "
+        "`datalab node run --flower-superlink HOST:PORT` (or, from Python, "
+        "`LocalLab(..., flower=True)` as the tests do)."
     ),
     new_code_cell(
         "import os\n\n"
@@ -314,10 +315,11 @@ FEDERATED_RANKING = [
     ),
     new_code_cell('deciles = lab.run("ranking_yield", model=model.job_id)\ndeciles'),
     new_code_cell(
-        "visited = np.concatenate([[0], deciles.flags.cumsum() / deciles.flags.sum()])\n"
-        "found = np.concatenate([[0], deciles.confirmed.cumsum() / deciles.confirmed.sum()])\n"
-        "share = deciles.confirmed.sum() / deciles.flags.sum()\n"
-        "top_half = deciles.confirmed[:5].sum() / deciles.flags[:5].sum()\n"
+        'flags, confirmed = deciles["flags"], deciles["confirmed"]\n'
+        "visited = np.concatenate([[0], flags.cumsum() / flags.sum()])\n"
+        "found = np.concatenate([[0], confirmed.cumsum() / confirmed.sum()])\n"
+        "share = confirmed.sum() / flags.sum()\n"
+        "top_half = confirmed[:5].sum() / flags[:5].sum()\n"
         'print(f"confirmed among all flags: {share:.1%}")\n'
         'print(f"found after visiting 50% of the flags: {np.interp(0.5, visited, found):.3f}")\n'
         'print(f"yield lift of the top half: {top_half / share:.2f}")'

@@ -81,4 +81,3 @@ def split_resolved(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     """(the analyst's parameters, the hub-filled ones)."""
     own = {k: v for k, v in params.items() if k not in RESOLVED}
     return own, {k: params[k] for k in RESOLVED if k in params}
-
