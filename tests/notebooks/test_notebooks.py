@@ -60,6 +60,7 @@ def _execute(path: Path, where: Path, timeout: int = 300) -> str:
     NotebookClient(
         nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(where)}}
     ).execute()
+    nbformat.write(nb, where / f"executed-{path.name}")  # kept for a look after a failure
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
