@@ -55,6 +55,7 @@ from lab_server.permissions import Actor, Gate, Resource, decide
 from lab_server.privacy import agency_layers
 from lab_server.query_audit import check_and_remember, priors_for, query_shape
 from lab_server.recipe_book import RecipeBook
+from lab_server.released_models import resolve_model
 from lab_server.settings import HubSettings
 from recipes.contract import Combined, Recipe, Target
 from recipes.federated import FlowerRecipe
@@ -109,6 +110,11 @@ class JobService:
         try:
             if isinstance(self._book.get(request.recipe, request.version), FlowerRecipe):
                 self._trainer().ensure_available()
+            request = resolve_model(
+                self._book.get(request.recipe, request.version),
+                request,
+                lambda job_id: self.get(actor, job_id),
+            )
             recipe, params, targets = self._plan(request)
             now = time.time()
             job = Job(

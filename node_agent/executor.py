@@ -32,10 +32,12 @@ from node_agent.log import LocalLog
 from node_agent.policy import check_plan, check_psi_plan, check_query_set
 from node_agent.psi_party import PsiParty
 from node_agent.replay import NonceStore, check_fresh
+from node_agent.scoring import run_scoring
 from node_agent.settings import NodeSettings
 from recipes.contract import AggregatePlan, Measure, Recipe
 from recipes.psi_contract import PsiRecipe, group_column
 from recipes.registry import RecipeRegistry
+from recipes.scoring_contract import ModelScoringRecipe
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +152,8 @@ class Executor:
         spec = self.connector.spec(task.dataset)
         if dataset is None or spec is None:
             raise TaskRefused(f"agency {self.settings.agency} holds no dataset {task.dataset!r}")
+        if isinstance(recipe, ModelScoringRecipe):  # scored inside the node, no plan
+            return (*run_scoring(recipe, params, spec, self.connector, self.settings), None)
         try:
             plan = recipe.plan(params, dataset)
         except DatalabError as exc:

@@ -248,6 +248,110 @@ REQUESTING_APPROVAL = [
     ),
 ]
 
+FEDERATED_RANKING = [
+    new_markdown_cell(
+        "# Ranking flags with a federated model\n\n"
+        "The seed's campaign confirmed only about 59% of the people it flagged: grid workers "
+        "spent four visits in ten on people who were not there. Each district holds the "
+        "outcomes of its past visits; pooled, they could teach a model which flags to visit "
+        "first, but the outcomes are personal data and stay in each district. So the model is "
+        "trained **federally**: every district node takes training steps on its own rows, "
+        "SecAgg+ sums the masked updates, and you receive only the aggregate model and its "
+        "metrics, never a row or one district's update.\n\n"
+        "This needs a lab with Flower: `datalab server --flower` and, for each district, "
+        "`datalab node run --flower-superlink HOST:PORT` (or, from Python, "
+        "`LocalLab(..., flower=True)` as the tests do)."
+    ),
+    new_code_cell(
+        "import os\n\n"
+        "import matplotlib.pyplot as plt\n"
+        "import numpy as np\n\n"
+        "from datalab.client import Lab\n"
+        "from datalab.errors import DatalabError\n\n"
+        'lab = Lab(os.environ.get("DATALAB_URL", "http://127.0.0.1:8700"), '
+        'os.environ["DATALAB_TOKEN"])\n'
+        'm = lab.recipe("fl_logistic").manifest\n'
+        'next(p for p in m["params"] if p["name"] == "features")["default"]'
+    ),
+    new_markdown_cell(
+        "The features are *terms*: each column, each kind of flag (one-hot, from the recipe's "
+        "fixed public list of flag types, never from the data) and each column's interaction "
+        "with the kind of flag. Train for two rounds: one progress step per secure round (and "
+        "one more that evaluates the final model)."
+    ),
+    new_code_cell('model = lab.train("fl_logistic", rounds=2)\nmodel'),
+    new_markdown_cell(
+        "Per round: the nodes that answered and the accuracy and loss of the model entering "
+        "the round over all their rows (SecAgg+ sums those too). The last round only "
+        "evaluates the final model."
+    ),
+    new_code_cell("model.metrics()"),
+    new_code_cell(
+        'coef = model.coefficient_table().set_index("term")\ncoef.sort_values("coefficient")'
+    ),
+    new_markdown_cell(
+        "Provenance: the job, the approved FAB hash that trained it, the Flower run and the "
+        "district nodes that took part."
+    ),
+    new_code_cell(
+        "model.provenance.model_dump(include={'job_id', 'code_sha256', 'agencies', "
+        "'missing_agencies', 'run_id'})"
+    ),
+    new_markdown_cell(
+        "## The model goes back to the districts\n"
+        "Each district's admin orders the district's own list with the released model file, "
+        "on the district's machine (`datalab node rank --agency D --data DIR --model "
+        "model.json --out ranked.csv`); the scores and the list stay there."
+    ),
+    new_code_cell('model_file = model.save("model.json")\nprint(model_file.read_text()[:300])'),
+    new_markdown_cell(
+        "## The yield curve, as a lab release\n"
+        "How good is the order? The outcomes stay in the districts, so the question goes to "
+        "them as a recipe: `ranking_yield` asks each district node to score its own past "
+        "flags with the released model, rank them within the district and count flags and "
+        "confirmed flags per score decile. The hub adds the deciles up and releases them "
+        "through disclosure control. You name the model by its training job: the lab fills "
+        "in the weights it released."
+    ),
+    new_code_cell('deciles = lab.run("ranking_yield", model=model.job_id)\ndeciles'),
+    new_code_cell(
+        'flags, confirmed = deciles["flags"], deciles["confirmed"]\n'
+        "visited = np.concatenate([[0], flags.cumsum() / flags.sum()])\n"
+        "found = np.concatenate([[0], confirmed.cumsum() / confirmed.sum()])\n"
+        "share = confirmed.sum() / flags.sum()\n"
+        "top_half = confirmed[:5].sum() / flags[:5].sum()\n"
+        'print(f"confirmed among all flags: {share:.1%}")\n'
+        'print(f"found after visiting 50% of the flags: {np.interp(0.5, visited, found):.3f}")\n'
+        'print(f"yield lift of the top half: {top_half / share:.2f}")'
+    ),
+    new_code_cell(
+        "fig, ax = plt.subplots(figsize=(5, 5))\n"
+        'ax.plot(visited * 100, found * 100, marker="o", label="ranked by the federated model")\n'
+        'ax.plot([0, 100], [0, 100], color="grey", linestyle="--", label="random order")\n'
+        'ax.set_xlabel("share of flags visited (%)")\n'
+        'ax.set_ylabel("share of confirmed flags found (%)")\n'
+        'ax.set_title("Yield curve (all districts)")\n'
+        "ax.legend()\n"
+        "plt.tight_layout()"
+    ),
+    new_markdown_cell(
+        "## What you cannot do\n"
+        "The weights are not yours to choose: a crafted weight vector could move one person "
+        "across a decile boundary between two runs, and the difference would be that "
+        "person's outcome. Nor can you ask for the flags themselves."
+    ),
+    new_code_cell(
+        "try:\n"
+        '    lab.run("ranking_yield", model=model.job_id, weights=[0.0] * 21)\n'
+        "except DatalabError as exc:\n"
+        '    print("refused:", exc.message)\n'
+        "try:\n"
+        '    lab.run("aggregate", kind="verification_outcomes", group_by=["flag_id"])\n'
+        "except DatalabError as exc:\n"
+        '    print("refused:", exc.message)'
+    ),
+]
+
 
 def write(name: str, cells: list) -> None:
     nb = new_notebook(cells=cells)
@@ -263,3 +367,4 @@ if __name__ == "__main__":
     write("01_getting_started.ipynb", GETTING_STARTED)
     write("02_requesting_approval.ipynb", REQUESTING_APPROVAL)
     write("03_matching.ipynb", MATCHING)
+    write("04_federated_ranking.ipynb", FEDERATED_RANKING)

@@ -52,6 +52,7 @@ def default_registry() -> RecipeRegistry:
     from recipes.fl_logistic import FederatedLogistic
     from recipes.key_groups import KeyGroupsByArea
     from recipes.missed_registration import MissedRegistration
+    from recipes.ranking_yield import RankingYield
     from recipes.separation import Separation
     from recipes.should_cancel import ShouldCancel
     from recipes.should_cancel_absent import ShouldCancelAbsent
@@ -68,5 +69,6 @@ def default_registry() -> RecipeRegistry:
             DPMissedRegistration(),
             FederatedLogistic(),
             FederatedLinear(),
+            RankingYield(),
         ]
     )

@@ -100,8 +100,17 @@ def governed_lab(city: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the federated tests last: their lab's Flower processes poll all the time, and left
-    running beside the other tests they would slow them (and their timeouts) down."""
-    items.sort(key=lambda item: "flower_lab" in getattr(item, "fixturenames", ()))
+    running beside the other tests they would slow them (and their timeouts) down. Among them,
+    the federated notebook first."""
+    items.sort(key=_flower_order)
+
+
+def _flower_order(item: pytest.Item) -> int:
+    """0: no Flower; 1: the federated notebook, which must train while every district node is
+    up (before the federated scenario kills one); 2: the other Flower tests."""
+    if "flower_lab" not in getattr(item, "fixturenames", ()):
+        return 0
+    return 1 if item.name.startswith("test_federated_notebook") else 2
 
 
 @pytest.fixture(scope="session")

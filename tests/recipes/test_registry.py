@@ -25,6 +25,7 @@ def test_default_registry_lists_the_shipped_recipes() -> None:
         "fl_logistic@1.0.0",
         "key_groups@1.0.0",
         "missed_registration@1.0.0",
+        "ranking_yield@1.0.0",
         "separation@1.0.0",
         "should_cancel@1.0.0",
         "should_cancel_absent@1.0.0",

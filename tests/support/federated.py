@@ -10,6 +10,7 @@ killed). The analyst's ``train`` call runs in a thread meanwhile.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,10 +56,19 @@ def allowed_hashes(lab: LocalLab, agency: str) -> dict[str, str]:
         return {}
 
 
-def app_started(lab: LocalLab, agency: str) -> bool:
-    """Whether ``agency``'s gate has launched an app process (the node is mid-round)."""
-    log = lab.node_state(agency) / "flower" / "gate.log"
-    return log.exists() and "flwr-clientapp" in log.read_text(encoding="utf-8", errors="replace")
+def gate_log(lab: LocalLab, agency: str) -> Path:
+    return lab.node_state(agency) / "flower" / "gate.log"
+
+
+def app_started(lab: LocalLab, agency: str, since: int = 0) -> bool:
+    """Whether ``agency``'s gate has launched an app process (the node is mid-round), after the
+    first ``since`` bytes of its log (earlier training in the same lab wrote those)."""
+    log = gate_log(lab, agency)
+    if not log.exists():
+        return False
+    with log.open("rb") as f:
+        f.seek(since)
+        return b"flwr-clientapp" in f.read()
 
 
 def run_scenario(lab: LocalLab) -> Scenario:
@@ -74,10 +84,16 @@ def run_scenario(lab: LocalLab) -> Scenario:
     store.revoke(RECIPE, VERSION, revoked_by=f"admin-{refusing}", reason="not here")
     wait_for(lambda: fab not in allowed_hashes(lab, refusing), 15, "the revocation to apply")
     refusing_allowed = allowed_hashes(lab, refusing)
+    # earlier training in this lab (notebook 04 runs first) installed the app on every node and
+    # wrote to the gates' logs: start the refusing node's app folder empty (so "it never
+    # started the app" is about this run) and watch the killed node's log from here on
+    shutil.rmtree(lab.node_state(refusing) / "flower" / "home" / "apps", ignore_errors=True)
+    log = gate_log(lab, killed)
+    seen = log.stat().st_size if log.exists() else 0
     started = time.monotonic()
     with Lab(lab.url, lab.tokens[ANALYST]) as analyst, ThreadPoolExecutor(1) as pool:
         training = pool.submit(analyst.train, RECIPE, rounds=1, progress=False, timeout=600)
-        wait_for(lambda: app_started(lab, killed) or training.done(), 180, "round 1 to start")
+        wait_for(lambda: app_started(lab, killed, seen) or training.done(), 180, "round 1 to start")
         lab.kill_node(killed)
         model = training.result()
     return Scenario(
