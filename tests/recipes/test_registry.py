@@ -27,7 +27,7 @@ def test_default_registry_lists_the_shipped_recipes() -> None:
         "missed_registration@1.0.0",
         "separation@1.0.0",
         "should_cancel@1.0.0",
-        "should_cancel_absent@1.0.0",
+        "should_cancel_absent@1.1.0",
     ]
 
 
