@@ -25,10 +25,11 @@ Three rules from the library's own security notes are kept here:
 from __future__ import annotations
 
 import atexit
+import functools
 import itertools
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from multiprocessing import get_context
 from typing import Any, TypeVar
@@ -279,23 +280,31 @@ class PsiServer:
         )
         return message.SerializeToString()
 
+    def start(self, request: bytes) -> Callable[[], bytes]:
+        """Begin the curve work on one request chunk now, on the pool, so that it overlaps the
+        rest of the run (the setup, the other chunks still arriving); returns what waits for
+        its response. Single-process, the work is done when waited for. The response itself
+        only ever leaves through ``merged``, with the rest of its set."""
+        pool = _pool(self.workers)
+        if pool is None:
+            return functools.partial(_process_chunk, self._key, self.reveal, request)
+        return pool.submit(_process_chunk, self._key, self.reveal, request).result
+
+    def merged(self, pending: Sequence[Callable[[], bytes]]) -> list[bytes]:
+        """ONE response to a client set from its chunks' work (``start``): their responses
+        merged and — in cardinality mode — re-sorted as a whole, so no response to a single
+        chunk ever leaves this object. Reveal mode keeps the request's order (the client needs
+        it to name its matches; that mode reveals them anyway)."""
+        points: list[bytes] = []
+        for wait in pending:
+            points.extend(points_of(wait()))
+        return points if self.reveal else sorted(points)
+
     def answer(self, sets: Sequence[Sequence[bytes]]) -> Iterator[list[bytes]]:
-        """ONE response per client set, in order: each set's request chunks (checked first
-        with ``check_set``) are processed on all workers, then their responses merged — and,
-        in cardinality mode, re-sorted as a whole — before the set's answer is yielded. No
-        response to a single chunk ever leaves this method. Reveal mode keeps the request's
-        order (the client needs it to name its matches; that mode reveals them anyway)."""
+        """``merged`` for each client set, in order, its request chunks checked first with
+        ``check_set`` and all of them processed on all workers."""
         for chunks in sets:
             check_set(chunks, self.reveal)
-        flat = [data for chunks in sets for data in chunks]
-        pool = _pool(min(self.workers, len(flat)))
-        if pool is None:
-            results: Iterator[bytes] = (_process_chunk(self._key, self.reveal, r) for r in flat)
-        else:
-            futures = [pool.submit(_process_chunk, self._key, self.reveal, r) for r in flat]
-            results = (f.result() for f in futures)
-        for chunks in sets:
-            points: list[bytes] = []
-            for _ in chunks:
-                points.extend(points_of(next(results)))
-            yield points if self.reveal else sorted(points)
+        pending = [[self.start(data) for data in chunks] for chunks in sets]
+        for waits in pending:
+            yield self.merged(waits)

@@ -5,8 +5,8 @@ signature, nonce, approved recipe hash, bounds). The exchange, through the hub's
 
     server → client   terms     {min_set, min_change}        the answering node's rules
     client → server   hello     {units: [sizes], reveal}     one unit per group queried
-    server → client   setup     its blinded set (GCS)        or refused {reason}
     client → server   request   per unit and chunk, + keyed digests for the minimum-change rule
+    server → client   setup     its blinded set (GCS)        or refused {reason}
     server → client   response  ONE per unit (merged, re-sorted), in parts   or refused {reason}
 
 The server refuses units smaller than its minimum, repeated points (a padded set), sizes that do
@@ -22,7 +22,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,23 +222,36 @@ class PsiParty:
                 link, f"a client set is smaller than this node's minimum of {min_set} items"
             )
         server = PsiServer(reveal=reveal, workers=self.settings.psi_workers)
-        setup = server.setup(items, sum(sizes))
+        parts = {u: chunk_count(s) for u, s in enumerate(sizes)}
+        received: dict[tuple[int, int], PsiMessage] = {}
+        pending: dict[tuple[int, int], Callable[[], bytes]] = {}
+        # the setup (one process: openmined-psi builds it in one call) runs in a thread while
+        # the request chunks arrive and their curve work starts on the pool, so every core
+        # stays busy; nothing computed from a request is sent before the checks below
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="psi-setup") as background:
+            setup_job = background.submit(server.setup, items, sum(sizes))
+            while len(received) < sum(parts.values()):
+                message = link.receive({"request"})
+                if message.kind == "refused":
+                    raise TaskRefused(f"the asking node stopped: {message.meta.get('reason', '')}")
+                key = (message.unit, message.part)
+                if message.unit not in parts or not 0 <= message.part < parts[message.unit]:
+                    raise self._refuse(link, "a request chunk names no declared unit or part")
+                if key in received:
+                    raise self._refuse(link, "a request chunk came twice")
+                try:
+                    pending[key] = server.start(_unb64(message.body))
+                except PsiRefused as exc:
+                    raise self._refuse(link, str(exc)) from None
+                received[key] = message
+            setup = setup_job.result()
         pieces = [setup[i : i + SETUP_PART_BYTES] for i in range(0, len(setup), SETUP_PART_BYTES)]
         for part, piece in enumerate(pieces or [b""]):
             link.send(
                 PsiMessage(kind="setup", part=part, meta={"parts": len(pieces)}, body=_b64(piece))
             )
-        parts = {u: chunk_count(s) for u, s in enumerate(sizes)}
-        received: dict[tuple[int, int], PsiMessage] = {}
-        while len(received) < sum(parts.values()):
-            message = link.receive({"request"})
-            if message.kind == "refused":
-                raise TaskRefused(f"the asking node stopped: {message.meta.get('reason', '')}")
-            if message.unit not in parts or not 0 <= message.part < parts[message.unit]:
-                raise self._refuse(link, "a request chunk names no declared unit or part")
-            received[(message.unit, message.part)] = message
         try:
-            requests, digest_sets = self._check_units(received, sizes, parts, reveal)
+            digest_sets = self._check_units(received, sizes, parts, reveal)
         except PsiRefused as exc:
             raise self._refuse(link, str(exc)) from None
         hello_from = hello.sender or "unknown"
@@ -248,8 +262,8 @@ class PsiParty:
         # whole in cardinality mode) here, so the asking node cannot finish a chunk of its
         # own choosing on its own and learn its count; sent in parts only for the hub's body
         # limit (contiguous slices of the one sorted answer)
-        sets = [[requests[(u, p)] for p in range(parts[u])] for u in range(len(sizes))]
-        for unit, points in enumerate(server.answer(sets)):
+        for unit in range(len(sizes)):
+            points = server.merged([pending[(unit, p)] for p in range(parts[unit])])
             pieces = response_parts(points)
             for part, piece in enumerate(pieces):
                 link.send(
@@ -280,23 +294,21 @@ class PsiParty:
         sizes: list[int],
         parts: dict[int, int],
         reveal: bool,
-    ) -> tuple[dict[tuple[int, int], bytes], list[np.ndarray]]:
-        requests: dict[tuple[int, int], bytes] = {}
+    ) -> list[np.ndarray]:
+        """Each declared client set checked as a whole (parses, mode, no repeated point, the
+        declared size, digests that match); its digest set for the minimum-change rule."""
         digest_sets: list[np.ndarray] = []
         for unit, size in enumerate(sizes):
-            digests = b""
-            for part in range(parts[unit]):
-                message = received[(unit, part)]
-                requests[(unit, part)] = _unb64(message.body)
-                digests += _unb64(message.digests)
-            chunks = [requests[(unit, part)] for part in range(parts[unit])]
+            messages = [received[(unit, part)] for part in range(parts[unit])]
+            chunks = [_unb64(m.body) for m in messages]
+            digests = b"".join(_unb64(m.digests) for m in messages)
             if check_set(chunks, reveal) != size:
                 raise PsiRefused("a client set's size differs from what it declared")
             digest_set = as_set(digests)
             if len(digests) != 8 * size or len(digest_set) != size:
                 raise PsiRefused("a client set's digests do not match its items")
             digest_sets.append(digest_set)
-        return requests, digest_sets
+        return digest_sets
 
     # ---------------------------------------------------------------- the asking node
 
