@@ -26,9 +26,10 @@ over all cores gains. Pinning is ``os.sched_setaffinity`` on this process before
 starts: the hub, the nodes and their worker pools inherit it.
 
 Expected ceiling of the speed-up on 2 cores: the client's request (n operations, on all workers)
-overlaps the server's setup (n, one process), the server's processing (n) and the client's
-final step (n: slices of the server's ONE merged, sorted answer, finished in parallel) run on
-all workers. So about 4n / 2n = 2x, less the fixed costs.
+overlaps the server's setup (n, one process, in a thread) and the server's processing of the
+chunks received so far (on all workers); the rest of the processing and the client's final
+step (n: slices of the server's ONE merged, sorted answer) run on all workers. So about
+4n / 2n = 2x, less the fixed costs.
 
 On a shared machine a process pinned to one core also waits for whatever else runs on that
 core, so wall times drift with the load (printed with each run). The CPU seconds are printed
