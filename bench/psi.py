@@ -26,10 +26,16 @@ over all cores gains. Pinning is ``os.sched_setaffinity`` on this process before
 starts: the hub, the nodes and their worker pools inherit it.
 
 Expected ceiling of the speed-up on 2 cores: the client's request (n operations, on all workers)
-overlaps the server's setup (n, one process), the server's processing (n) runs on all workers,
-but the client's final step (n) stays in ONE process by design — it must merge every chunk's
-responses before computing the one count, or per-chunk counts would exist. So about 4n / 2.5n
-= 1.6x, not 2x.
+overlaps the server's setup (n, one process, in a thread) and the server's processing of the
+chunks received so far (on all workers); the rest of the processing and the client's final
+step (n: slices of the server's ONE merged, sorted answer) run on all workers. So about
+4n / 2n = 2x, less the fixed costs.
+
+On a shared machine a process pinned to one core also waits for whatever else runs on that
+core, so wall times drift with the load (printed with each run). The CPU seconds are printed
+too — raw openmined-psi's (``time.process_time``) and every lab process's (the hub, the nodes
+and their worker pools: all processes in the sessions this bench started, from /proc) over the
+job — and ``cpu_overhead`` = lab_cpu_s / raw_cpu_s is the lab's extra work whatever the load.
 
     python bench/psi.py                # n = 1,000,000
     python bench/psi.py --quick        # n = 20,000
@@ -37,7 +43,9 @@ responses before computing the one count, or per-chunk counts would exist. So ab
 
 The last line printed is JSON: {"bench": "psi", "n", "raw_s", "lab_s", "lab_parallel_s",
 "bound_s", "overhead": lab_s/raw_s, "speedup": lab_s/lab_parallel_s, "bound_fraction":
-bound_s/lab_parallel_s, "cores", "pinned_core"}.
+bound_s/lab_parallel_s, "cores", "pinned_core", "raw_cpu_s", "lab_cpu_s", "lab_parallel_cpu_s",
+"cpu_overhead": lab_cpu_s/raw_cpu_s, "load": [1-minute load average before each of the three
+runs]}.
 """
 
 from __future__ import annotations
@@ -152,7 +160,39 @@ def pinned(cpus: set[int] | None) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def raw(client_items: list[str], server_items: list[str]) -> tuple[float, int]:
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stats() -> dict[int, list[str]]:
+    """Every process's /proc/PID/stat fields after the command name (field 3 onwards)."""
+    stats = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/stat") as fh:
+                    stats[int(entry.name)] = fh.read().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+    return stats
+
+
+def lab_cpu_seconds() -> float:
+    """CPU seconds used so far by the processes this bench started (the hub and the nodes,
+    each leading its own session) and by everything in their sessions (the PSI worker pools)."""
+    stats = _proc_stats()
+    me = os.getpid()
+    sessions = {pid for pid, f in stats.items() if int(f[1]) == me}
+    ticks = sum(int(f[11]) + int(f[12]) for f in stats.values() if int(f[3]) in sessions)
+    return ticks / _CLOCK_TICKS
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def raw(client_items: list[str], server_items: list[str]) -> tuple[float, float, int]:
+    """Wall and CPU seconds of raw openmined-psi on the same sets, and the size it finds."""
+    cpu = time.process_time()
     started = time.perf_counter()
     client = psi.client.CreateWithNewKey(False)
     server = psi.server.CreateWithNewKey(False)
@@ -160,18 +200,20 @@ def raw(client_items: list[str], server_items: list[str]) -> tuple[float, int]:
     setup = server.CreateSetupMessage(1e-9, len(client_items), server_items, psi.DataStructure.GCS)
     response = server.ProcessRequest(request)
     size = client.GetIntersectionSize(setup, response)
-    return time.perf_counter() - started, size
+    return time.perf_counter() - started, time.process_time() - cpu, size
 
 
 def lab_run(
     city: Path, state: Path, workers: int, n: int, cpus: set[int] | None
-) -> tuple[float, int]:
+) -> tuple[float, float, int]:
+    """Wall seconds of the match, the lab's CPU seconds over it, the size it finds."""
     os.environ["DATALAB_NODE_PSI_WORKERS"] = str(workers)
     lab = LocalLab(city_dir=city, state_dir=state, port=free_port(), node_timeout_s=7200)
     with pinned(cpus):  # the hub and nodes inherit the affinity when they start
         lab.start()
     try:
         with Lab(lab.url, lab.tokens[ANALYST], timeout=600) as analyst:
+            cpu = lab_cpu_seconds()
             started = time.perf_counter()
             frame = analyst.run(
                 "missed_registration",
@@ -181,7 +223,8 @@ def lab_run(
                 timeout=7200,
             )
             seconds = time.perf_counter() - started
-        return seconds, n - int(frame["missed"].iloc[0])
+            cpu = lab_cpu_seconds() - cpu
+        return seconds, cpu, n - int(frame["missed"].iloc[0])
     finally:
         lab.stop()
 
@@ -220,15 +263,24 @@ def main() -> None:
     try:
         print(f"building two agencies with {n:,} IDs each (half shared)", flush=True)
         client_items, server_items = build_city(work / "city", n)
+        loads = [load()]
         with pinned(one):
-            raw_s, raw_size = raw(client_items, server_items)
-        print(f"raw openmined-psi, 1 core:            {raw_s:8.2f} s  (intersection {raw_size:,})")
-        lab_s, lab_size = lab_run(work / "city", work / "lab1", 1, n, one)
-        print(f"lab end to end, all pinned to 1 core: {lab_s:8.2f} s  (intersection {lab_size:,})")
-        par_s, par_size = lab_run(work / "city", work / "lab2", cores, n, None)
+            raw_s, raw_cpu, raw_size = raw(client_items, server_items)
+        print(
+            f"raw openmined-psi, 1 core:            {raw_s:8.2f} s  cpu {raw_cpu:8.2f} s  "
+            f"(intersection {raw_size:,}; load {loads[-1]})"
+        )
+        loads.append(load())
+        lab_s, lab_cpu, lab_size = lab_run(work / "city", work / "lab1", 1, n, one)
+        print(
+            f"lab end to end, all pinned to 1 core: {lab_s:8.2f} s  cpu {lab_cpu:8.2f} s  "
+            f"(intersection {lab_size:,}; load {loads[-1]})"
+        )
+        loads.append(load())
+        par_s, par_cpu, par_size = lab_run(work / "city", work / "lab2", cores, n, None)
         print(
             f"lab end to end, {cores} cores, {cores} workers/node: {par_s:8.2f} s  "
-            f"(intersection {par_size:,})"
+            f"cpu {par_cpu:8.2f} s  (intersection {par_size:,}; load {loads[-1]})"
         )
         rate = ecdh_rate(cores)
         bound_s = 4 * n / (rate * cores)
@@ -236,8 +288,8 @@ def main() -> None:
         if not raw_size == lab_size == par_size == n - n // 2:
             print("warning: the intersection sizes differ", file=sys.stderr)
         print(
-            f"overhead {lab_s / raw_s:.2f}x, speed-up {lab_s / par_s:.2f}x, "
-            f"bound reached {bound_s / par_s:.0%}"
+            f"overhead {lab_s / raw_s:.2f}x (cpu {lab_cpu / raw_cpu:.2f}x), "
+            f"speed-up {lab_s / par_s:.2f}x, bound reached {bound_s / par_s:.0%}"
         )
         print(
             json.dumps(
@@ -253,6 +305,11 @@ def main() -> None:
                     "bound_fraction": round(bound_s / par_s, 3),
                     "cores": cores,
                     "pinned_core": min(one),
+                    "raw_cpu_s": round(raw_cpu, 3),
+                    "lab_cpu_s": round(lab_cpu, 3),
+                    "lab_parallel_cpu_s": round(par_cpu, 3),
+                    "cpu_overhead": round(lab_cpu / raw_cpu, 3),
+                    "load": loads,
                 }
             )
         )

@@ -80,7 +80,7 @@ def _demo(args: argparse.Namespace, work: Path) -> int:
     state = work / "state"
     if state.exists():
         shutil.rmtree(state)
-    # matching tasks at 50,000 people (one with three answering nodes) can take more than the
+    # matching tasks at 50,000 people (one with five answering nodes) can take more than the
     # default minute on 2 busy cores
     lab = LocalLab(
         city_dir=city, state_dir=state, port=args.port or free_port(), node_timeout_s=300.0

@@ -71,8 +71,11 @@ def matching_session(lab: LocalLab, city: Path, heading: str) -> None:
         print(f"   {source:<17} {score.line()}")
     both = score_lists(city, separated, "separation", truth_area="home_grid")
     print(f"   {'both sources':<17} {both.line()}")
-    print("   registrations nobody sees: public security asks housing, hrss and activity at once")
-    for agency in ("public_security", "housing", "hrss", "activity"):
+    print(
+        "   registrations nobody sees: public security asks housing, hrss, activity, "
+        "education and civil affairs at once"
+    )
+    for agency in ("public_security", "housing", "hrss", "activity", "education", "civil_affairs"):
         lab.approve_reveal(agency, "should_cancel_absent")
     absent = analyst.run("should_cancel_absent", mode="reveal", level="district", progress=False)
     path = lab.verification_list("public_security", absent.attrs["provenance"].job_id)

@@ -11,7 +11,6 @@ reveals nothing new.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -42,8 +41,7 @@ def summary_key(state_dir: Path) -> bytes:
 def keyed_digests(key: bytes, items: Iterable[str]) -> bytes:
     """8 bytes of HMAC-SHA256(key, item) per item, concatenated in item order."""
     return b"".join(
-        hmac.new(key, item.encode("utf-8"), hashlib.sha256).digest()[:DIGEST_BYTES]
-        for item in items
+        hmac.digest(key, item.encode("utf-8"), "sha256")[:DIGEST_BYTES] for item in items
     )
 
 

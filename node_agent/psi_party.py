@@ -5,13 +5,14 @@ signature, nonce, approved recipe hash, bounds). The exchange, through the hub's
 
     server → client   terms     {min_set, min_change}        the answering node's rules
     client → server   hello     {units: [sizes], reveal}     one unit per group queried
-    server → client   setup     its blinded set (GCS)        or refused {reason}
     client → server   request   per unit and chunk, + keyed digests for the minimum-change rule
-    server → client   response  per unit and chunk           or refused {reason}
+    server → client   setup     its blinded set (GCS)        or refused {reason}
+    server → client   response  ONE per unit (merged, re-sorted), in parts   or refused {reason}
 
 The server refuses units smaller than its minimum, repeated points (a padded set), sizes that do
-not add up, and sets too close to an earlier one from the same agency. The client merges each
-unit's chunk responses before computing its count, so it never learns a per-chunk count. What
+not add up, and sets too close to an earlier one from the same agency. The server merges each
+unit's chunk responses (re-sorted as a whole in cardinality mode) before sending any, so the
+client never holds a response to a chunk of its choosing and never learns a per-chunk count. What
 leaves either node is blinded points, the server's setup and keyed digests; the client's partial
 is counts per group; a reveal list stays in the client's state folder.
 """
@@ -20,9 +21,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import math
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,12 +36,13 @@ from datalab.wire import PsiMessage, PsiProgress, Table, Task
 from node_agent.connector import Connector
 from node_agent.log import LocalLog
 from node_agent.psi import (
-    CHUNK_ITEMS,
     PsiClient,
     PsiRefused,
     PsiServer,
+    check_set,
+    chunk_count,
     chunked,
-    parse_request,
+    response_parts,
     warm_up,
 )
 from node_agent.psi_history import MinimumChange, as_set, keyed_digests, summary_key
@@ -220,35 +222,59 @@ class PsiParty:
                 link, f"a client set is smaller than this node's minimum of {min_set} items"
             )
         server = PsiServer(reveal=reveal, workers=self.settings.psi_workers)
-        setup = server.setup(items, sum(sizes))
+        parts = {u: chunk_count(s) for u, s in enumerate(sizes)}
+        received: dict[tuple[int, int], PsiMessage] = {}
+        pending: dict[tuple[int, int], Callable[[], bytes]] = {}
+        # the setup (one process: openmined-psi builds it in one call) runs in a thread while
+        # the request chunks arrive and their curve work starts on the pool, so every core
+        # stays busy; nothing computed from a request is sent before the checks below
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="psi-setup") as background:
+            setup_job = background.submit(server.setup, items, sum(sizes))
+            while len(received) < sum(parts.values()):
+                message = link.receive({"request"})
+                if message.kind == "refused":
+                    raise TaskRefused(f"the asking node stopped: {message.meta.get('reason', '')}")
+                key = (message.unit, message.part)
+                if message.unit not in parts or not 0 <= message.part < parts[message.unit]:
+                    raise self._refuse(link, "a request chunk names no declared unit or part")
+                if key in received:
+                    raise self._refuse(link, "a request chunk came twice")
+                try:
+                    pending[key] = server.start(_unb64(message.body))
+                except PsiRefused as exc:
+                    raise self._refuse(link, str(exc)) from None
+                received[key] = message
+            setup = setup_job.result()
         pieces = [setup[i : i + SETUP_PART_BYTES] for i in range(0, len(setup), SETUP_PART_BYTES)]
         for part, piece in enumerate(pieces or [b""]):
             link.send(
                 PsiMessage(kind="setup", part=part, meta={"parts": len(pieces)}, body=_b64(piece))
             )
-        parts = {u: max(1, math.ceil(s / CHUNK_ITEMS)) for u, s in enumerate(sizes)}
-        received: dict[tuple[int, int], PsiMessage] = {}
-        while len(received) < sum(parts.values()):
-            message = link.receive({"request"})
-            if message.kind == "refused":
-                raise TaskRefused(f"the asking node stopped: {message.meta.get('reason', '')}")
-            if message.unit not in parts or not 0 <= message.part < parts[message.unit]:
-                raise self._refuse(link, "a request chunk names no declared unit or part")
-            received[(message.unit, message.part)] = message
         try:
-            requests, digest_sets = self._check_units(received, sizes, parts, reveal)
+            digest_sets = self._check_units(received, sizes, parts, reveal)
         except PsiRefused as exc:
             raise self._refuse(link, str(exc)) from None
         hello_from = hello.sender or "unknown"
         reason = self.history.check_and_record(hello_from, digest_sets, min_change)
         if reason is not None:
             raise self._refuse(link, reason)
-        keys = sorted(received)
-        # each response goes out as soon as it is computed: the asking node's progress
-        # then follows this node's work too
-        responses = server.iter_process([requests[k] for k in keys])
-        for (unit, part), response in zip(keys, responses, strict=True):
-            link.send(PsiMessage(kind="response", unit=unit, part=part, body=_b64(response)))
+        # ONE response per client set: its chunks' responses merged (and re-sorted as a
+        # whole in cardinality mode) here, so the asking node cannot finish a chunk of its
+        # own choosing on its own and learn its count; sent in parts only for the hub's body
+        # limit (contiguous slices of the one sorted answer)
+        for unit in range(len(sizes)):
+            points = server.merged([pending[(unit, p)] for p in range(parts[unit])])
+            pieces = response_parts(points)
+            for part, piece in enumerate(pieces):
+                link.send(
+                    PsiMessage(
+                        kind="response",
+                        unit=unit,
+                        part=part,
+                        meta={"parts": len(pieces)},
+                        body=_b64(piece),
+                    )
+                )
         self.log.append(
             "psi_answered",
             {
@@ -268,26 +294,21 @@ class PsiParty:
         sizes: list[int],
         parts: dict[int, int],
         reveal: bool,
-    ) -> tuple[dict[tuple[int, int], bytes], list[np.ndarray]]:
-        requests: dict[tuple[int, int], bytes] = {}
+    ) -> list[np.ndarray]:
+        """Each declared client set checked as a whole (parses, mode, no repeated point, the
+        declared size, digests that match); its digest set for the minimum-change rule."""
         digest_sets: list[np.ndarray] = []
         for unit, size in enumerate(sizes):
-            points: set[bytes] = set()
-            digests = b""
-            for part in range(parts[unit]):
-                message = received[(unit, part)]
-                data = _unb64(message.body)
-                request = parse_request(data, reveal)
-                points.update(request.encrypted_elements)
-                digests += _unb64(message.digests)
-                requests[(unit, part)] = data
-            if len(points) != size:
-                raise PsiRefused("a client set's size differs from what it declared, or repeats")
+            messages = [received[(unit, part)] for part in range(parts[unit])]
+            chunks = [_unb64(m.body) for m in messages]
+            digests = b"".join(_unb64(m.digests) for m in messages)
+            if check_set(chunks, reveal) != size:
+                raise PsiRefused("a client set's size differs from what it declared")
             digest_set = as_set(digests)
             if len(digests) != 8 * size or len(digest_set) != size:
                 raise PsiRefused("a client set's digests do not match its items")
             digest_sets.append(digest_set)
-        return requests, digest_sets
+        return digest_sets
 
     # ---------------------------------------------------------------- the asking node
 
@@ -336,7 +357,7 @@ class PsiParty:
             reason = f"no set to match has the answering node's minimum of {min_set} items"
             raise self._stop(link, servers, reason)
         unit_keys = list(units)
-        chunks = sum(max(1, math.ceil(len(units[k]) / CHUNK_ITEMS)) for k in unit_keys)
+        chunks = sum(chunk_count(len(units[k])) for k in unit_keys)
         progress = Progress(link, 2 * chunks * len(servers))
         found: dict[Unit, set[int]] = {k: set() for k in unit_keys}
         matched: dict[Unit, int] = {}
@@ -438,17 +459,25 @@ class PsiParty:
         unit_keys: list[Unit],
         progress: Progress,
     ) -> tuple[bytes, list[list[bytes]]]:
-        """One answering node's setup and every unit's chunk responses, in order per unit
-        (merged by the caller before any result is computed: no per-chunk result exists)."""
+        """One answering node's setup and its ONE response per unit, each in the parts it was
+        sent in (contiguous slices of the whole; the answering node merged and re-sorted the
+        unit's chunks before sending any)."""
         setup = self._receive_setup(link, server)
         responses: dict[int, dict[int, bytes]] = {u: {} for u in range(len(unit_keys))}
-        expected = sum(max(1, math.ceil(len(units[k]) / CHUNK_ITEMS)) for k in unit_keys)
-        for _ in range(expected):
+        parts: dict[int, int] = {}
+        while any(len(responses[u]) < parts.get(u, 1) for u in responses):
             message = link.receive({"response"}, server)
             if message.kind == "refused":
                 raise TaskRefused(
                     f"agency {message.sender} refused: {message.meta.get('reason', '')}"
                 )
+            if message.unit not in responses or parts.setdefault(
+                message.unit, int(message.meta.get("parts", 1))
+            ) != int(message.meta.get("parts", 1)):
+                raise PsiRefused("a PSI response names no unit or disagrees on its parts")
             responses[message.unit][message.part] = _unb64(message.body)
             progress.step()
-        return setup, [[responses[u][p] for p in sorted(responses[u])] for u in responses]
+        for u, got in responses.items():
+            if sorted(got) != list(range(parts[u])):
+                raise PsiRefused("a PSI response's parts do not add up")
+        return setup, [[responses[u][p] for p in range(parts[u])] for u in responses]

@@ -10,8 +10,8 @@ keeps the list of those registrations for its grid workers; it never leaves that
 
 Records are keyed by normalised national ID, or — with ``cascade`` — by name + birth date + sex
 (``node_agent/identity.py``). The other half of the flag in the seed city — registered, but no
-tenancy, contribution or activity for N months — is ``should_cancel_absent`` (three answering
-agencies in one job).
+tenancy, contribution, activity, school place or benefit — is ``should_cancel_absent`` (five
+answering agencies in one job).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
   either agency's identifiers or names, nor their plain sha256 hashes;
 * an analyst never receives a verification list, and cannot reach the relay;
 * a node cannot read or write another agency's mailbox, nor one of an ended job;
+* a client cannot learn a count per chunk of its own choosing: the answering node answers
+  each whole set once, merged and re-sorted;
 * a tiny, padded or mis-declared client set, and a re-run with the same set plus one target,
   are refused by the answering node (real node code, real openmined-psi, real data; only the
   transport between the two parties is an in-memory queue so the client can be a crafted one).
@@ -28,11 +30,13 @@ from datalab.errors import TaskRefused
 from datalab.local_lab import ANALYST, AUDITOR, LocalLab
 from datalab.signing import SigningKey, load_or_create_key, sign_request
 from datalab.wire import PsiMessage, Task
+from node_agent import psi as psi_engine
 from node_agent.connector import DuckDBConnector
 from node_agent.log import LocalLog
 from node_agent.psi import PsiClient
 from node_agent.psi_history import MinimumChange, keyed_digests, summary_key
 from node_agent.psi_party import PsiParty
+from node_agent.psi_units import server_set
 from node_agent.settings import NodeSettings
 from recipes.missed_registration import MissedRegistration
 from tests.support.identifiers import CityIdentifiers
@@ -183,20 +187,7 @@ def _crafted_run(party: PsiParty, items: list[str], *, declared: int | None = No
     params = recipe.validate({"source": "tenancy", "mode": "cardinality"})
     dataset = next(d for d in party.connector.datasets() if d.name == "registrations")
     plan = recipe.psi_plan(params, dataset)
-    now = time.time()
-    task = Task(
-        task_id="t" * 32,
-        job_id="j" * 32,
-        agency="public_security",
-        dataset="registrations",
-        recipe=RECIPE,
-        version="1.0.0",
-        code_sha256="0" * 64,
-        params=params,
-        issued_at=now,
-        expires_at=now + 60,
-        nonce="n",
-    )
+    task = _task(params)
     to_server, to_client = queue.Queue(), queue.Queue()
     outcome: dict[str, object] = {}
 
@@ -253,3 +244,87 @@ def test_the_same_set_plus_one_target_is_refused_by_the_minimum_change_rule(
     assert "minimum-change" in _crafted_run(answering_node, [*base, target])
     assert "minimum-change" in _crafted_run(answering_node, [*base[1:], target])
     assert _crafted_run(answering_node, _known_items(city_identifiers, 90)) == "ok"
+
+
+# ------------------------------------------------------------------ per-chunk counts
+
+
+def test_a_client_cannot_finish_a_chunk_of_its_choosing_to_learn_its_count(
+    answering_node: PsiParty, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A modified asking node splits its set so that one chunk holds only records it knows the
+    answering agency has and the other only ones it wants to test; were the answer sent per
+    chunk, finishing each chunk alone would give a count per chunk (600 and 0 here: in
+    cardinality mode a per-bucket count is a leak). The answering node answers the whole set
+    ONCE, merged and re-sorted: every part it relays is a slice of one sorted answer, and the
+    slice where chunk 2's answer would be holds a mix the client cannot attribute."""
+    monkeypatch.setattr(psi_engine, "CHUNK_ITEMS", 600)
+    recipe = MissedRegistration()
+    params = recipe.validate({"source": "tenancy", "mode": "cardinality"})
+    dataset = next(d for d in answering_node.connector.datasets() if d.name == "registrations")
+    plan = recipe.psi_plan(params, dataset)
+    held, _ = server_set(answering_node._read(plan), plan)
+    members = [e for e in held if e.startswith("id:")][:600]
+    strangers = [f"id:{i:018d}@440105001001001" for i in range(600)]
+    assert len(members) == 600 and not set(strangers) & set(held)
+    items = [*members, *strangers]
+
+    to_server, to_client = queue.Queue(), queue.Queue()
+    task = _task(params)
+    thread = threading.Thread(
+        target=answering_node.serve,
+        args=(task, plan, _Link(to_server, to_client, "public_security"), ["missed", "checked"]),
+    )
+    thread.start()
+    link = _Link(to_client, to_server, "housing")
+    link.receive({"terms"})
+    link.send(PsiMessage(kind="hello", meta={"units": [len(items)], "reveal": False}))
+    client = PsiClient(reveal=False)
+    secret = summary_key(answering_node.settings.state / "client-secret")
+    requests = client.requests(items)
+    assert len(requests) == 2  # two chunks of 600, as the attacker arranged
+    for part, (request, chunk) in enumerate(zip(requests, (members, strangers), strict=True)):
+        link.send(
+            PsiMessage(
+                kind="request",
+                part=part,
+                body=base64.b64encode(request).decode(),
+                digests=base64.b64encode(keyed_digests(secret, chunk)).decode(),
+            )
+        )
+    setup_message = link.receive({"setup"})
+    assert setup_message.kind == "setup" and setup_message.meta["parts"] == 1
+    setup = base64.b64decode(setup_message.body)
+    responses = [link.receive({"response"}) for _ in range(2)]
+    thread.join(60)
+    assert not thread.is_alive()
+
+    # every relayed response is a slice of ONE answer to the whole set, sorted as a whole
+    assert all(m.kind == "response" and m.meta["parts"] == 2 for m in responses)
+    responses.sort(key=lambda m: m.part)
+    points = [p for m in responses for p in psi_engine.points_of(base64.b64decode(m.body))]
+    assert len(points) == len(items) and points == sorted(points)
+    # the client still learns the total
+    assert client.cardinality(setup, [base64.b64decode(m.body) for m in responses], 1200) == 600
+    # but finishing "chunk 1" or "chunk 2" on its own gives a random half, not 600 and 0
+    # (the chance of an exact 600/0 split of a sorted mix is 1 / C(1200, 600))
+    first, second = (client.cardinality(setup, [base64.b64decode(m.body)], 600) for m in responses)
+    assert first + second == 600
+    assert 0 < first < 600 and 0 < second < 600
+
+
+def _task(params: dict) -> Task:
+    now = time.time()
+    return Task(
+        task_id="t" * 32,
+        job_id="j" * 32,
+        agency="public_security",
+        dataset="registrations",
+        recipe=RECIPE,
+        version="1.0.0",
+        code_sha256="0" * 64,
+        params=params,
+        issued_at=now,
+        expires_at=now + 60,
+        nonce="n",
+    )

@@ -31,7 +31,7 @@ def relay(tmp_path: Path) -> PsiRelay:
             id="j" * 32,
             analyst="ana",
             recipe="should_cancel_absent",
-            version="1.0.0",
+            version="1.1.0",
             code_sha256="0" * 64,
             params={},
             state="running",

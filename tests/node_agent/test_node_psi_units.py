@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from node_agent.psi import PsiClient, PsiServer
+from node_agent.psi import PsiClient, PsiServer, response_parts
 from node_agent.psi_units import (
     client_sets,
     flagged_elements,
@@ -36,7 +36,8 @@ def _match(plan: PsiPlan, units, server_items):
         client = PsiClient(reveal=plan.mode == "reveal")
         server = PsiServer(reveal=plan.mode == "reveal")
         setup = server.setup(server_items, len(items))
-        responses = server.process(client.requests(items))
+        (points,) = server.answer([client.requests(items)])
+        responses = response_parts(points)
         if plan.mode == "reveal":
             out[unit] = set(client.intersection(setup, responses, len(items)))
         else:

@@ -28,7 +28,7 @@ def test_default_registry_lists_the_shipped_recipes() -> None:
         "ranking_yield@1.0.0",
         "separation@1.0.0",
         "should_cancel@1.0.0",
-        "should_cancel_absent@1.0.0",
+        "should_cancel_absent@1.1.0",
     ]
 
 
