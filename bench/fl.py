@@ -50,10 +50,8 @@ def pooled(city: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
     model = app_model()
     xs, ys = [], []
     for folder in sorted(city.glob("district_*")):
-        table = pq.read_table(folder / "verification_outcomes.parquet").to_pandas()
-        numeric, categorical = model.columns_of(FEATURES)
-        columns = {c: table[c].to_numpy() for c in [*numeric, *categorical]}
-        xs.append(model.design(columns, FEATURES))
+        table = pq.read_table(folder / "verification_outcomes.parquet")
+        xs.append(model.design_of(table, FEATURES))
         ys.append(table["confirmed"].to_numpy().astype(float))
     return xs, ys
 

@@ -17,6 +17,7 @@ from types import ModuleType
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from datalab.wire import ModelFile, Provenance, TrainingRound
 
@@ -80,13 +81,13 @@ class FederatedModel:
             {"term": ["intercept", *self.features], "coefficient": self.weights.tolist()}
         )
 
-    def score(self, frame: pd.DataFrame) -> np.ndarray:
-        """The model's score per row of ``frame`` (probability of the label, for logistic)."""
+    def score(self, rows: pa.Table | pd.DataFrame) -> np.ndarray:
+        """The model's score per row (probability of the label, for logistic), each row
+        encoded exactly as training encoded it (the app's ``design_of``)."""
         model = app_model(self.app)
-        numeric, categorical = model.columns_of(self.features)
-        columns = {c: frame[c].to_numpy() for c in [*numeric, *categorical]}
+        table = rows if isinstance(rows, pa.Table) else pa.Table.from_pandas(rows)
         return np.asarray(
-            model.predict(self.weights, model.design(columns, self.features), self.kind)
+            model.predict(self.weights, model.design_of(table, self.features), self.kind)
         )
 
     def to_file(self) -> ModelFile:

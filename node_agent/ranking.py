@@ -69,7 +69,7 @@ def rank(data_dir: Path, dataset: str, model: FederatedModel, out: Path) -> pa.T
         raise BadRequest(f"the model needs column {missing[0]!r}, which {dataset!r} lacks")
     path = data_dir / spec.path
     table = pacsv.read_csv(path) if spec.format == "csv" else pq.read_table(path)
-    scores = model.score(table.select([*numeric, *categorical]).to_pandas())
+    scores = model.score(table)
     order = np.argsort(-scores, kind="stable")
     ranked = table.take(pa.array(order))
     ranked = ranked.append_column("score", pa.array(scores[order], pa.float64()))

@@ -153,15 +153,9 @@ class RankingYield(ModelScoringRecipe):
     def compute(self, params: Mapping[str, Any], rows: pa.Table) -> tuple[Table, int]:
         """Score every row, rank within this node's list (best first, ties in the order read),
         and count flags and confirmed flags per decile of the ranking."""
-        terms = params["terms"]
-        _, categorical = _model.columns_of(terms)
-        # the app's own readers: nulls and types become exactly what training saw
-        read = {
-            c: _model._strings if c in categorical else _model._numpy for c in self.columns(params)
-        }
-        columns = {c: read[c](rows.column(c)) for c in read if c != params["label"]}
         n = rows.num_rows
-        x = _model.design(columns, terms) if columns else np.ones((n, 1))
+        # the app's own encoding: nulls and types become exactly what training saw
+        x = _model.design_of(rows, params["terms"])
         # the linear predictor: the same order as the logistic probability, without its ties
         scores = x @ np.asarray(params["weights"], dtype=float)
         order = np.argsort(-scores, kind="stable")

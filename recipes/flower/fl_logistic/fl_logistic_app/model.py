@@ -151,11 +151,17 @@ def read_training_data(
         table = pacsv.read_csv(path).select(wanted)
     else:
         table = pq.read_table(path, columns=wanted)
-    columns = {
-        c: _strings(table.column(c)) if c in categorical else _numpy(table.column(c))
-        for c in wanted
-    }
-    return design(columns, features), columns[label].astype(float)
+    return design_of(table, features), _numpy(table.column(label)).astype(float)
+
+
+def design_of(table: pa.Table, features: Sequence[str]) -> np.ndarray:
+    """The design matrix of ``table``'s rows, each column read as training reads it (nulls,
+    types, categorical levels): training, ranking a district's list and scoring for the yield
+    curve must encode a row the same way, so they all come through here."""
+    numeric, categorical = columns_of(features)
+    columns = {c: _numpy(table.column(c)) for c in numeric}
+    columns.update({c: _strings(table.column(c)) for c in categorical})
+    return design(columns, features) if columns else np.ones((table.num_rows, 1))
 
 
 def _numpy(column: pa.ChunkedArray) -> np.ndarray:
