@@ -30,8 +30,8 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datalab.client import Lab
-from datalab.local_lab import ANALYST, LocalLab
 from datalab.manifest import AgencyManifest, ColumnSpec, DatasetSpec
+from datalab_cli.local_lab import ANALYST, LocalLab
 
 DISTRICTS = ["440103", "440104", "440105", "440106"]
 AGE_BANDS = ["0-14", "15-24", "25-44", "45-59", "60-79", "80+"]

@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datalab.client import Lab
 from datalab.federated_model import app_model
-from datalab.local_lab import ANALYST, LocalLab
-from datalab.synth import SynthConfig, synthesize
+from datalab_cli.local_lab import ANALYST, LocalLab
 from recipes.fl_logistic import FEATURES
+from synthetic_city import SynthConfig, synthesize
 
 
 def pooled(city: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:

@@ -25,10 +25,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from datalab import merkle
+from datalab.log_proofs import chain_hash, entry_leaf, sign_checkpoint, verify_log
 from datalab.signing import SigningKey
-from datalab.transparency import chain_hash, entry_leaf, sign_checkpoint, verify_log
 from datalab.wire import AuditEntry, Checkpoint, Task
-from node_agent.approvals import ApprovalStore
+from node_agent.grant_store import ApprovalStore
 from recipes.contract import check_bounds
 
 

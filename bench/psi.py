@@ -72,10 +72,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import private_set_intersection.python as psi
 
 from datalab.client import Lab
-from datalab.local_lab import ANALYST, LocalLab, free_port
 from datalab.manifest import AgencyManifest
-from datalab.synth import SynthConfig, synthesize
-from datalab.synth.ids import build_id_matrix, matrix_to_strings
+from datalab_cli.local_lab import ANALYST, LocalLab, free_port
+from synthetic_city import SynthConfig, synthesize
+from synthetic_city.ids import build_id_matrix, matrix_to_strings
 
 GRID = "440105001001001"
 

@@ -25,7 +25,7 @@ DEFAULT_PEOPLE = 1_000_000
 
 def _child(people: int, seed: int, chunk_size: int, out: Path) -> None:
     """Inside the child: generate and report the generator's own wall time."""
-    from datalab.synth import SynthConfig, synthesize
+    from synthetic_city import SynthConfig, synthesize
 
     config = SynthConfig(people=people, seed=seed, chunk_size=chunk_size)
     summary = synthesize(

@@ -21,7 +21,7 @@ from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session, SessionTransaction
 
 from datalab.canonical import canonical_bytes
-from datalab.transparency import chain_hash
+from datalab.log_proofs import chain_hash
 from lab_server.db import AuditRow
 
 GENESIS_HASH = "0" * 64
@@ -270,7 +270,7 @@ class AgencyKeyRegistered(AuditEvent):
     public_key: str
 
 
-#: the chain hash, defined once (``datalab.transparency``) so auditors' tools recompute it exactly.
+#: the chain hash, defined once (``datalab.log_proofs``) so auditors' tools recompute it exactly.
 entry_hash = chain_hash
 
 

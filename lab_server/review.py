@@ -4,27 +4,27 @@ on mock data — the same material for the console's review page and ``GET
 
 The mock dataset has the agency's schema (from the catalogue: names, types, classes, category
 values, area levels) and made-up values — no record of the agency is read or needed. It is run
-through the node's own plan compiler (DuckDB), so the admin sees the shape of what the node
-would compute and release, before any real row is touched.
+through the node's own plan compiler (``recipes/plan_sql.py``, on DuckDB), so the admin sees
+the shape of what the node would compute and release, before any real row is touched.
 """
 
 from __future__ import annotations
 
 import itertools
-import tempfile
-from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pandas as pd
 
 from datalab.errors import BadRequest, DatalabError
-from datalab.manifest import AgencyManifest, ColumnSpec, DatasetSpec
+from datalab.manifest import ColumnSpec, DatasetSpec
 from datalab.wire import ApprovalReview, CatalogueDataset, Table
 from lab_server.catalogue import load_catalogue
 from lab_server.permissions import Actor, Resource
 from lab_server.services import Services
 from recipes.contract import Recipe
+from recipes.plan_sql import quote_ident, run_plan
 
 MOCK_ROWS = 400
 #: result rows of the mock run shown to the admin.
@@ -99,8 +99,6 @@ def mock_output(
     hub: Services, recipe: Recipe, agency: str, bounds: dict[str, Any]
 ) -> tuple[Table | None, str]:
     """(the first result rows, what they are) or (None, why there are none)."""
-    from node_agent.connector import DuckDBConnector  # the node's own compiler, same SQL
-
     with hub.db.read() as session:
         catalogue: list[tuple[str, CatalogueDataset]] = load_catalogue(session)
     try:
@@ -112,24 +110,18 @@ def mock_output(
     dataset = next(d for a, d in catalogue if a == agency and d.name == dataset_name)
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({c.name: _column(c, rng, MOCK_ROWS) for c in dataset.columns})
-    with tempfile.TemporaryDirectory(prefix="datalab-mock-") as tmp:
-        folder = Path(tmp)
-        frame.to_parquet(folder / "mock.parquet", index=False)
-        spec = DatasetSpec(
-            name=dataset.name,
-            kind=dataset.kind,
-            path="mock.parquet",
-            rows=MOCK_ROWS,
-            columns=dataset.columns,
-        )
-        AgencyManifest(agency=agency, title="mock", datasets=[spec]).write(folder)
-        connector = DuckDBConnector(folder, threads=1)
-        try:
-            table, _ = connector.run(recipe.plan(params, connector.datasets()[0]))
-        except Exception as exc:  # a mock run that fails must not break the review page
-            return None, f"no mock output: {type(exc).__name__}"
-        finally:
-            connector.close()
+    spec = DatasetSpec(
+        name=dataset.name, kind=dataset.kind, path="mock", rows=MOCK_ROWS, columns=dataset.columns
+    )
+    # the node's own compiler (recipes/plan_sql.py) on an in-memory DuckDB: the same SQL
+    connection = duckdb.connect(":memory:", config={"threads": 1})
+    try:
+        connection.register(spec.name, frame)
+        table, _ = run_plan(connection, recipe.plan(params, dataset), spec, quote_ident(spec.name))
+    except Exception as exc:  # a mock run that fails must not break the review page
+        return None, f"no mock output: {type(exc).__name__}"
+    finally:
+        connection.close()
     shown = Table(columns=table.columns, rows=table.rows[:MOCK_SHOWN])
     note = (
         f"{recipe.key} with {params} on {MOCK_ROWS} made-up rows of {dataset.name}'s schema "

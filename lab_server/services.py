@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from datalab.signing import SigningKey, load_or_create_key
-from lab_server.approvals import ApprovalService
+from lab_server.approval_requests import ApprovalService
+from lab_server.checkpoints import Transparency
 from lab_server.db import Database
 from lab_server.jobs import JobService, Protector
 from lab_server.nodes import NodeService
@@ -21,7 +22,6 @@ from lab_server.recipe_book import RecipeBook
 from lab_server.settings import HubSettings
 from lab_server.superlink import SuperLink
 from lab_server.training_runs import Trainer
-from lab_server.transparency import Transparency
 from recipes.registry import RecipeRegistry, default_registry
 
 

@@ -34,16 +34,16 @@ from datalab.wire import (
     SignedRegistration,
     SignedTask,
 )
-from node_agent.approvals import ApprovalStore
 from node_agent.connector import Connector, DuckDBConnector
 from node_agent.executor import Executor
-from node_agent.flower import SuperNode
+from node_agent.grant_store import ApprovalStore
 from node_agent.log import LocalLog
-from node_agent.psi_history import MinimumChange
-from node_agent.psi_party import PsiParty
+from node_agent.psi_exchange import PsiParty
+from node_agent.psi_min_change import MinimumChange
 from node_agent.receipts import ReceiptKeeper
 from node_agent.replay import NonceStore
 from node_agent.settings import NodeSettings
+from node_agent.supernode import SuperNode
 from node_agent.trust import HubKeyMismatch, check_offered, pin_first_use, trusted_key
 from recipes.registry import RecipeRegistry
 

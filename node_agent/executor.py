@@ -26,15 +26,16 @@ from datalab.wire import (
     Table,
     Task,
 )
-from node_agent.approvals import ApprovalStore
-from node_agent.connector import Connector, ConnectorError
+from node_agent.connector import Connector
+from node_agent.grant_store import ApprovalStore
 from node_agent.log import LocalLog
 from node_agent.policy import check_plan, check_psi_plan, check_query_set
-from node_agent.psi_party import PsiParty
+from node_agent.psi_exchange import PsiParty
 from node_agent.replay import NonceStore, check_fresh
 from node_agent.scoring import run_scoring
 from node_agent.settings import NodeSettings
 from recipes.contract import AggregatePlan, Measure, Recipe
+from recipes.plan_sql import PlanError
 from recipes.psi_contract import PsiRecipe, group_column
 from recipes.registry import RecipeRegistry
 from recipes.scoring_contract import ModelScoringRecipe
@@ -165,7 +166,7 @@ class Executor:
         check_plan(plan, spec, self.settings)
         try:
             table, query_set_size = self.connector.run(plan)
-        except ConnectorError as exc:
+        except PlanError as exc:
             raise TaskRefused(f"recipe {key}: {exc}") from None
         if recipe.privacy_cost(params) is None:  # a DP release depends on data only via noise
             check_query_set(query_set_size, self.settings)
@@ -191,7 +192,7 @@ class Executor:
             earlier.append(prior)
         try:
             return self.connector.atoms([plan, *earlier])
-        except ConnectorError as exc:
+        except PlanError as exc:
             raise TaskRefused(f"query auditing: {exc}") from None
 
     def _run_psi(

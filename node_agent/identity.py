@@ -6,7 +6,7 @@ characters, sex as ``M``/``F``, ``男``/``女`` or ``1``/``2``, birth dates as d
 same person, so normalisation is one function used by both roles:
 
 * national ID → 18 characters, upper-case ``X``, GB 11643 checksum valid
-  (``datalab.synth.ids.valid_ids``, the one checksum implementation), key ``id:<ID>``;
+  (``datalab.gb11643.valid_ids``, the one checksum implementation), key ``id:<ID>``;
 * otherwise (missing or invalid ID) → ``nbs:<name>|<yyyy-mm-dd>|<M/F>`` from the NFKC-normalised
   name without spaces, the birth date's digits and the mapped sex code.
 
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from datalab.gb11643 import valid_ids
 from datalab.geography import CODE_LENGTH, Level
-from datalab.synth.ids import valid_ids
 
 SEX_CODES: dict[str, str] = {
     "M": "M",

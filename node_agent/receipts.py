@@ -3,7 +3,7 @@ checkpoint.
 
 For every partial it posts, the node gets back its hub log entry, an inclusion proof and a
 signed checkpoint (plus a consistency proof from the last checkpoint it saw). It checks them
-(``datalab.transparency.check_receipt``) and writes an ``audit_receipt`` entry to its own signed
+(``datalab.log_proofs.check_receipt``) and writes an ``audit_receipt`` entry to its own signed
 log — the node's evidence, which ``datalab audit verify --node-log`` cross-checks against the
 hub's entries. A receipt that fails is logged as ``audit_proof_failed`` and warned about loudly;
 the node does not adopt that checkpoint, so the next consistency check is still against the
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from datalab.canonical import digest
-from datalab.transparency import RECEIPT_EVENT, ReceiptRefused, check_receipt, entry_leaf
+from datalab.log_proofs import RECEIPT_EVENT, ReceiptRefused, check_receipt, entry_leaf
 from datalab.wire import AuditReceipt, SignedCheckpoint, SignedPartial
 from node_agent.log import LocalLog
 

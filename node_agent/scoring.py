@@ -14,9 +14,10 @@ from typing import Any
 from datalab.errors import TaskRefused
 from datalab.manifest import ColumnClass, DatasetSpec
 from datalab.wire import Table
-from node_agent.connector import Connector, ConnectorError
+from node_agent.connector import Connector
 from node_agent.policy import check_query_set
 from node_agent.settings import NodeSettings
+from recipes.plan_sql import PlanError
 from recipes.scoring_contract import ModelScoringRecipe
 
 
@@ -40,7 +41,7 @@ def run_scoring(
             )
     try:
         rows = connector.read_local(spec.name, columns)
-    except ConnectorError as exc:
+    except PlanError as exc:
         raise TaskRefused(f"recipe {recipe.key}: {exc}") from None
     table, query_set_size = recipe.compute(params, rows)
     check_query_set(query_set_size, settings)

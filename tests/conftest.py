@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from datalab.client import Lab
-from datalab.local_lab import ANALYST, AUDITOR, OPERATOR, LocalLab, free_port
+from datalab_cli.local_lab import ANALYST, AUDITOR, OPERATOR, LocalLab, free_port
 from tests.support.federated import Scenario, run_scenario
 from tests.support.identifiers import CityIdentifiers
 from tests.support.proxy import RecordingProxy
@@ -24,7 +24,7 @@ TEST_SEED = 11
 
 @pytest.fixture(scope="session")
 def city(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from datalab.synth import SynthConfig, synthesize
+    from synthetic_city import SynthConfig, synthesize
 
     out = tmp_path_factory.mktemp("city") / "city"
     synthesize(SynthConfig(people=TEST_PEOPLE, seed=TEST_SEED), out)

@@ -20,16 +20,16 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from datalab.errors import BadRequest, DatalabError, Unauthorized
-from datalab.transparency import verify_log
+from datalab.log_proofs import verify_log
 from datalab.wire import AuditEntry, SignedApproval, SignedRevocation
 from lab_server import users
 from lab_server.audit_filter import AuditFilter
 from lab_server.auth import person_for_token, services_of
+from lab_server.checkpoints import to_entry
 from lab_server.db import AuditRow
 from lab_server.permissions import Actor, Resource, decide
 from lab_server.review import review
 from lab_server.services import Services
-from lab_server.transparency import to_entry
 
 HERE = Path(__file__).parent
 COOKIE = "datalab_console"

@@ -7,13 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from datalab.transparency import verify_log
+from datalab.log_proofs import verify_log
 from datalab.wire import AuditEntry, SignedCheckpoint
 from lab_server.audit import verify_chain
 from lab_server.audit_filter import OUTCOMES, AuditFilter
+from lab_server.checkpoints import to_entry
 from lab_server.db import AuditRow
 from lab_server.deps import CurrentUser, Hub
-from lab_server.transparency import to_entry
 
 router = APIRouter(tags=["audit"])
 

@@ -31,8 +31,8 @@ from scipy.optimize import linprog
 from datalab.client import Lab
 from datalab.errors import JobRefused
 from datalab.geography import CODE_LENGTH
-from datalab.local_lab import LocalLab
-from lab_server.cli import create_user
+from datalab_cli.hub_command import create_user
+from datalab_cli.local_lab import LocalLab
 from lab_server.settings import HubSettings
 from tests.attacks.test_privacy_attacks import KIND, MIN_CELL, holder, population
 from tests.support.proxy import RecordingProxy

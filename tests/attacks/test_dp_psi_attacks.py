@@ -27,11 +27,11 @@ import pytest
 
 from datalab.client import Lab
 from datalab.errors import BudgetExhausted, Forbidden, JobRefused
-from datalab.local_lab import LocalLab
-from lab_server.cli import create_user
+from datalab_cli.hub_command import create_user
+from datalab_cli.local_lab import LocalLab
 from lab_server.settings import HubSettings
 from node_agent.identity import IdentityColumns, client_elements
-from node_agent.psi_units import bound_per_key
+from node_agent.psi_query_sets import bound_per_key
 from recipes.missed_registration import SOURCES
 from tests.support.proxy import RecordingProxy
 

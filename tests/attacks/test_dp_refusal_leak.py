@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from datalab.client import Lab
-from datalab.local_lab import LocalLab
-from lab_server.cli import create_user
+from datalab_cli.hub_command import create_user
+from datalab_cli.local_lab import LocalLab
 from lab_server.settings import HubSettings
 from tests.attacks.test_privacy_attacks import KIND, holder, population, target_person
 from tests.support.proxy import RecordingProxy

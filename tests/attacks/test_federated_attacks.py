@@ -21,7 +21,7 @@ import pytest
 
 from datalab.client import Lab
 from datalab.flower_runtime import fab_sha256, flower_bin, flower_env
-from datalab.local_lab import AUDITOR, LocalLab
+from datalab_cli.local_lab import AUDITOR, LocalLab
 from recipes.federated import APPS_DIR
 from tests.support.federated import Scenario, recorded_updates, wait_for
 

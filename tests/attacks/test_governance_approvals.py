@@ -16,9 +16,9 @@ import pytest
 from datalab.client import Lab
 from datalab.errors import JobRefused
 from datalab.grants import agency_key, new_grant, sign_grant
-from datalab.local_lab import ANALYST, AUDITOR, LocalLab
 from datalab.signing import SigningKey
 from datalab.wire import SignedApproval
+from datalab_cli.local_lab import ANALYST, AUDITOR, LocalLab
 from node_agent.log import read_entries
 from node_agent.settings import LOG_FILE
 from recipes.registry import default_registry

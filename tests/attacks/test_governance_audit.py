@@ -14,13 +14,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from datalab.cli import main
 from datalab.client import Lab
-from datalab.local_lab import ANALYST, AUDITOR, LocalLab
+from datalab.log_proofs import chain_hash, entry_leaf, sign_checkpoint
 from datalab.merkle import root
 from datalab.signing import SigningKey
-from datalab.transparency import chain_hash, entry_leaf, sign_checkpoint
 from datalab.wire import AuditEntry, Checkpoint
+from datalab_cli.local_lab import ANALYST, AUDITOR, LocalLab
+from datalab_cli.main import main
 from node_agent.log import read_entries
 from node_agent.settings import LOG_FILE
 

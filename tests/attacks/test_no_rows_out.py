@@ -15,7 +15,7 @@ import pytest
 from datalab.client import Lab
 from datalab.errors import InvalidParameters
 from datalab.geography import CODE_LENGTH, LEVELS
-from datalab.local_lab import ANALYST, AUDITOR, OPERATOR, LocalLab
+from datalab_cli.local_lab import ANALYST, AUDITOR, OPERATOR, LocalLab
 from tests.support.identifiers import CityIdentifiers
 from tests.support.proxy import RecordingProxy
 

@@ -27,16 +27,16 @@ import pytest
 
 from datalab.client import Lab
 from datalab.errors import TaskRefused
-from datalab.local_lab import ANALYST, AUDITOR, LocalLab
 from datalab.signing import SigningKey, load_or_create_key, sign_request
 from datalab.wire import PsiMessage, Task
+from datalab_cli.local_lab import ANALYST, AUDITOR, LocalLab
 from node_agent import psi as psi_engine
 from node_agent.connector import DuckDBConnector
 from node_agent.log import LocalLog
-from node_agent.psi import PsiClient
-from node_agent.psi_history import MinimumChange, keyed_digests, summary_key
-from node_agent.psi_party import PsiParty
-from node_agent.psi_units import server_set
+from node_agent.psi_engine import PsiClient
+from node_agent.psi_exchange import PsiParty
+from node_agent.psi_min_change import MinimumChange, keyed_digests, summary_key
+from node_agent.psi_query_sets import server_set
 from node_agent.settings import NodeSettings
 from recipes.missed_registration import MissedRegistration
 from tests.support.identifiers import CityIdentifiers

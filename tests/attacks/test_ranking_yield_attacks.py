@@ -19,8 +19,8 @@ import pytest
 from datalab.client import Lab
 from datalab.errors import InvalidParameters, NotFound
 from datalab.federated_model import app_model
-from datalab.local_lab import LocalLab
 from datalab.manifest import AgencyManifest
+from datalab_cli.local_lab import LocalLab
 from recipes.fl_logistic import NUMERIC
 from recipes.ranking_yield import RankingYield
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from datalab.local_lab import LocalLab
 from datalab.signing import SigningKey, verify_value
 from datalab.wire import PartialStatus, SignedPartial, SignedTask, Task
-from node_agent.approvals import ApprovalStore
+from datalab_cli.local_lab import LocalLab
+from node_agent.grant_store import ApprovalStore
 from recipes.contract import validate_params
 from recipes.registry import default_registry
 from tests.support.identifiers import CityIdentifiers

@@ -17,7 +17,7 @@ import pytest
 
 from datalab.client import Lab
 from datalab.errors import JobRefused
-from datalab.local_lab import ANALYST, AUDITOR, OPERATOR, LocalLab
+from datalab_cli.local_lab import ANALYST, AUDITOR, OPERATOR, LocalLab
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

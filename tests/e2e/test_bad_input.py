@@ -11,11 +11,11 @@ import pytest
 
 from datalab.client import Lab
 from datalab.errors import InvalidParameters, NotFound, Unauthorized
-from datalab.local_lab import ANALYST, LocalLab
+from datalab_cli.local_lab import ANALYST, LocalLab
 
 
 def _job_count(lab: LocalLab) -> int:
-    from datalab.local_lab import AUDITOR
+    from datalab_cli.local_lab import AUDITOR
 
     headers = {"Authorization": f"Bearer {lab.tokens[AUDITOR]}"}
     return len(httpx.get(f"{lab.url}/api/v1/jobs", headers=headers, timeout=10).json())
@@ -85,7 +85,10 @@ def test_malformed_json_oversized_body_and_bad_token(lab: LocalLab) -> None:
 
 def _datalab(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "datalab.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "datalab_cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from datalab.client import Lab
 from datalab.errors import JobFailed
-from datalab.local_lab import ANALYST, AUDITOR, LocalLab
+from datalab_cli.local_lab import ANALYST, AUDITOR, LocalLab
 
 
 def _small_lab(city: Path, state: Path, timeout: float) -> LocalLab:

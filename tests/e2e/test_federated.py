@@ -11,8 +11,8 @@ import pytest
 
 from datalab.client import Lab
 from datalab.errors import InvalidParameters
-from datalab.local_lab import ANALYST, AUDITOR, LocalLab
-from node_agent.cli import main as node_cli
+from datalab_cli.local_lab import ANALYST, AUDITOR, LocalLab
+from datalab_cli.node_command import main as node_cli
 from recipes.registry import default_registry
 from tests.support.federated import Scenario
 

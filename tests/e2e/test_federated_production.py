@@ -17,8 +17,8 @@ import pytest
 
 from datalab.client import Lab
 from datalab.flower_runtime import flower_bin, flower_env, free_port, stop_group
-from datalab.local_lab import ANALYST, AUDITOR, LocalLab
-from node_agent.approvals import ApprovalStore
+from datalab_cli.local_lab import ANALYST, AUDITOR, LocalLab
+from node_agent.grant_store import ApprovalStore
 from recipes.registry import default_registry
 from tests.support.federated import allowed_hashes, wait_for
 from tests.support.flower_tls import make_flower_tls

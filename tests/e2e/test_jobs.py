@@ -13,7 +13,7 @@ import pytest
 
 from datalab.client import Lab
 from datalab.geography import CODE_LENGTH
-from datalab.local_lab import LocalLab, agency_folders
+from datalab_cli.local_lab import LocalLab, agency_folders
 from recipes.registry import default_registry
 
 

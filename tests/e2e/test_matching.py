@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from datalab.cli import main as datalab_main
 from datalab.client import Lab
 from datalab.errors import JobRefused
-from datalab.local_lab import LocalLab
-from datalab.synth.score import score_lists
+from datalab_cli.local_lab import LocalLab
+from datalab_cli.main import main as datalab_main
+from synthetic_city.score import score_lists
 from tests.support.identifiers import CityIdentifiers
 
 RECIPE = "missed_registration"

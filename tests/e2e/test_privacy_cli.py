@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from datalab.cli import main
-from datalab.local_lab import ANALYST, LocalLab
+from datalab_cli.local_lab import ANALYST, LocalLab
+from datalab_cli.main import main
 from tests.support.proxy import RecordingProxy
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from datalab.client import Lab
-from datalab.local_lab import LocalLab
-from datalab.synth.score import score_lists
+from datalab_cli.local_lab import LocalLab
+from synthetic_city.score import score_lists
 
 RECIPE = "separation"
 

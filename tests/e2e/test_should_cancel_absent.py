@@ -16,9 +16,9 @@ import pytest
 
 from datalab.client import Lab, _advance
 from datalab.errors import JobRefused
-from datalab.local_lab import LocalLab
-from datalab.synth.score import score_lists
 from datalab.wire import JobState, JobView
+from datalab_cli.local_lab import LocalLab
+from synthetic_city.score import score_lists
 
 RECIPE = "should_cancel_absent"
 PARTIES = ("public_security", "housing", "hrss", "activity", "education", "civil_affairs")

@@ -9,10 +9,10 @@ import re
 
 import pytest
 
-from datalab.cli import main
 from datalab.client import Lab
 from datalab.errors import Forbidden, InvalidParameters, JobRefused
-from datalab.local_lab import ANALYST, AUDITOR, LocalLab
+from datalab_cli.local_lab import ANALYST, AUDITOR, LocalLab
+from datalab_cli.main import main
 from node_agent.log import read_entries, verify_log
 from node_agent.settings import KEY_FILE, LOG_FILE
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from datalab.cli import main
 from datalab.client import Lab
 from datalab.errors import JobRefused
-from datalab.local_lab import ANALYST, AUDITOR, LocalLab
+from datalab_cli.local_lab import ANALYST, AUDITOR, LocalLab
+from datalab_cli.main import main
 
 
 def test_export_filters_to_csv_and_parquet(governed_lab: LocalLab, tmp_path: Path) -> None:

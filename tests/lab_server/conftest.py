@@ -28,8 +28,8 @@ from datalab.wire import (
     SignedTask,
     Table,
 )
+from datalab_cli.hub_command import create_user
 from lab_server.app import create_app
-from lab_server.cli import create_user
 from lab_server.settings import DEV_ENROLMENT_TOKEN, HubSettings
 from tests.lab_server import hub_recipes
 

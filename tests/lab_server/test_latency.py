@@ -17,8 +17,8 @@ import httpx
 
 from datalab.signing import SigningKey, sign_request
 from datalab.wire import Partial, PartialStatus, SignedPartial, SignedTask, Table
+from datalab_cli.hub_command import create_user
 from lab_server.app import create_app
-from lab_server.cli import create_user
 from tests.lab_server import hub_recipes
 from tests.lab_server.conftest import SimNode, make_settings
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from lab_server.cli import (
+from datalab_cli.hub_command import (
     add_server_arguments,
     add_users_arguments,
     create_user,

@@ -12,8 +12,8 @@ from pathlib import Path
 from sqlalchemy import delete, select, update
 
 from datalab.canonical import digest
+from datalab.log_proofs import check_receipt
 from datalab.signing import verify_value
-from datalab.transparency import check_receipt
 from datalab.wire import AuditReceipt, PartialStatus
 from lab_server.audit import verify_chain
 from lab_server.db import AuditRow, Job

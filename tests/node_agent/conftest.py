@@ -19,9 +19,9 @@ import pytest
 from datalab.manifest import AgencyManifest, ColumnSpec, DatasetSpec
 from datalab.signing import SigningKey, load_or_create_key
 from datalab.wire import CatalogueDataset, SignedTask, Table, Task
-from node_agent.approvals import ApprovalStore
 from node_agent.connector import DuckDBConnector
 from node_agent.executor import Executor
+from node_agent.grant_store import ApprovalStore
 from node_agent.log import LocalLog
 from node_agent.replay import NonceStore
 from node_agent.settings import NodeSettings

@@ -11,8 +11,8 @@ import pytest
 from pydantic import ValidationError
 
 from datalab.signing import load_or_create_key
-from node_agent.approvals import ApprovalStore
-from node_agent.cli import add_node_arguments, run_node_command
+from datalab_cli.node_command import add_node_arguments, run_node_command
+from node_agent.grant_store import ApprovalStore
 from node_agent.log import LocalLog, verify_log
 from node_agent.settings import NodeSettings
 from recipes.registry import RecipeRegistry

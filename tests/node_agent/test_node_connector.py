@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 from datalab.geography import CODE_LENGTH
-from node_agent.connector import ConnectorError, DuckDBConnector, compile_plan
+from node_agent.connector import DuckDBConnector
 from recipes.contract import AggregatePlan, Filter, GroupKey, Measure
+from recipes.plan_sql import PlanError, compile_plan
 
 
 def rows_of(table: Any) -> list[tuple[Any, ...]]:
@@ -196,7 +197,7 @@ def test_unknown_or_crafted_columns_are_refused(connector: DuckDBConnector, colu
         ),
         AggregatePlan(dataset="population", measures=[Measure(fn="sum", column=column, alias="n")]),
     ):
-        with pytest.raises(ConnectorError, match="unknown column"):
+        with pytest.raises(PlanError, match="unknown column"):
             connector.run(plan)
 
 
@@ -214,7 +215,7 @@ def test_crafted_alias_is_only_a_column_name(connector: DuckDBConnector):
 
 
 def test_unknown_dataset_is_refused(connector: DuckDBConnector):
-    with pytest.raises(ConnectorError, match="no dataset"):
+    with pytest.raises(PlanError, match="no dataset"):
         connector.run(AggregatePlan(dataset="secret", measures=[Measure(fn="count", alias="n")]))
 
 
@@ -247,7 +248,7 @@ def test_manifest_path_may_not_leave_the_agency_folder(tmp_path: Path, data_dir:
     manifest["datasets"] = manifest["datasets"][:1]
     manifest["datasets"][0]["path"] = str(Path("..") / ".." / data_dir.name / "population.parquet")
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ConnectorError, match="leaves the agency folder"):
+    with pytest.raises(PlanError, match="leaves the agency folder"):
         DuckDBConnector(folder)
 
 
@@ -261,7 +262,7 @@ def test_manifest_column_missing_from_file_fails_at_start(tmp_path: Path, data_d
     folder.mkdir()
     (folder / "population.parquet").write_bytes((data_dir / "population.parquet").read_bytes())
     (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ConnectorError, match="ghost"):
+    with pytest.raises(PlanError, match="ghost"):
         DuckDBConnector(folder)
 
 

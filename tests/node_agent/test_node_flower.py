@@ -13,11 +13,11 @@ import pytest
 from datalab.flower_runtime import flower_bin
 from datalab.grants import agency_key
 from datalab.signing import load_or_create_key
-from node_agent.approvals import ApprovalStore
 from node_agent.connector import DuckDBConnector
-from node_agent.flower import SuperNode
+from node_agent.grant_store import ApprovalStore
 from node_agent.log import LocalLog
 from node_agent.settings import NodeSettings
+from node_agent.supernode import SuperNode
 from recipes.fl_logistic import FederatedLogistic
 from recipes.registry import RecipeRegistry
 from tests.node_agent.conftest import AGENCY

@@ -13,8 +13,8 @@ import pytest
 from datalab.grants import GrantRefused, agency_key, new_grant, sign_grant, sign_revocation
 from datalab.signing import SigningKey
 from datalab.wire import AgencyApprovals, PartialStatus, SignedApproval
-from node_agent.approvals import ApprovalStore
 from node_agent.executor import Executor
+from node_agent.grant_store import ApprovalStore
 from recipes.contract import RecipeManifest
 from recipes.registry import RecipeRegistry
 from tests.node_agent.conftest import AGENCY, PlanRecipe, TaskFactory

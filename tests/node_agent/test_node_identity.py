@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from datalab.synth.ids import check_char
+from datalab.gb11643 import check_char
 from node_agent.identity import (
     IdentityColumns,
     client_elements,

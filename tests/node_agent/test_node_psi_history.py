@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from node_agent.psi_history import MinimumChange, as_set, keyed_digests, summary_key
+from node_agent.psi_min_change import MinimumChange, as_set, keyed_digests, summary_key
 
 ITEMS = [f"id:{i:018d}@440103001" for i in range(200)]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from node_agent.psi import PsiClient, PsiServer, response_parts
-from node_agent.psi_units import (
+from node_agent.psi_engine import PsiClient, PsiServer, response_parts
+from node_agent.psi_query_sets import (
     client_sets,
     flagged_elements,
     group_counts,
@@ -72,7 +72,7 @@ def _server(plan: PsiPlan) -> list[str]:
 
 def _id(i: int) -> str:
     """A valid 18-character ID (GB 11643 checksum)."""
-    from datalab.synth.ids import check_char
+    from datalab.gb11643 import check_char
 
     body = f"44010319900101{i:03d}"
     return body + check_char(body)

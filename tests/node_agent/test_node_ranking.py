@@ -16,7 +16,7 @@ import pytest
 from datalab.federated_model import FederatedModel, app_model
 from datalab.signing import SigningKey
 from datalab.wire import ModelFile, Provenance
-from node_agent.cli import add_node_arguments, run_node_command
+from datalab_cli.node_command import add_node_arguments, run_node_command
 from node_agent.log import read_entries, verify_log
 from node_agent.settings import StateSettings
 from recipes.fl_logistic import FEATURES

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from node_agent.psi_units import bound_per_key
+from node_agent.psi_query_sets import bound_per_key
 
 
 def test_at_most_k_areas_per_key_and_other_keys_untouched() -> None:

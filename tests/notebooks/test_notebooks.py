@@ -9,7 +9,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from datalab.local_lab import ANALYST, LocalLab
+from datalab_cli.local_lab import ANALYST, LocalLab
 
 HERE = Path(__file__).parents[2] / "notebooks"
 #: the federated notebook needs the Flower lab; the others run against the shared lab.

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from datalab.client import Lab
 from datalab.federated_model import FederatedModel
-from datalab.local_lab import ANALYST, LocalLab
-from node_agent.approvals import ApprovalStore
+from datalab_cli.local_lab import ANALYST, LocalLab
+from node_agent.grant_store import ApprovalStore
 from recipes.registry import default_registry
 
 RECIPE = "fl_logistic"

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datalab.synth import SynthConfig, SynthSummary, synthesize
+from synthetic_city import SynthConfig, SynthSummary, synthesize
 
 PEOPLE = 20_000
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pyarrow.csv as pacsv
 import pytest
 
-import datalab.synth as synth
+import synthetic_city as synth
 from datalab.manifest import AgencyManifest
-from datalab.synth.cli import add_synth_arguments, run_synth_command
+from datalab_cli.synth_command import add_synth_arguments, run_synth_command
 
 
 def _run(argv: list[str]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from datalab.synth import SynthConfig, synthesize
+from synthetic_city import SynthConfig, synthesize
 
 
 def _digests(root: Path) -> dict[str, str]:

@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from datalab.synth import SynthConfig
-from datalab.synth.ids import valid_ids
+from datalab.gb11643 import valid_ids
+from synthetic_city import SynthConfig
 
 from .conftest import read
 

@@ -8,8 +8,8 @@ import numpy as np
 import pyarrow.compute as pc
 
 from datalab.geography import CODE_LENGTH
-from datalab.synth import SynthConfig
-from datalab.synth.people import BAND_EDGES, day_number
+from synthetic_city import SynthConfig
+from synthetic_city.people import BAND_EDGES, day_number
 
 from .conftest import read
 
@@ -57,7 +57,7 @@ def test_ids_unique_and_valid(out: Path) -> None:
     ids = read(out, "truth/people.parquet")["id_number"]
     assert pc.count_distinct(ids).as_py() == len(ids)
     assert pc.all(pc.equal(pc.utf8_length(ids), 18)).as_py()
-    from datalab.synth.ids import valid_ids
+    from datalab.gb11643 import valid_ids
 
     assert valid_ids(ids).all()
     # sex parity: odd sequence digit = male

@@ -5,15 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from datalab.synth.ids import (
-    build_id_matrix,
-    check_char,
-    is_valid_id,
-    matrix_to_strings,
-    typo,
-    valid_ids,
-    valid_matrix,
-)
+from datalab.gb11643 import check_char, is_valid_id, valid_ids, valid_matrix
+from synthetic_city.ids import build_id_matrix, matrix_to_strings, typo
 
 
 def test_known_examples() -> None:

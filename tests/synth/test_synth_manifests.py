@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from datalab.manifest import AgencyManifest
-from datalab.synth.schema import AGENCIES, ARROW_TYPES
+from synthetic_city.schema import AGENCIES, ARROW_TYPES
 
 
 def _folders(out: Path) -> list[Path]:

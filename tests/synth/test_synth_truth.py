@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from datalab.synth import SynthConfig
+from synthetic_city import SynthConfig
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from datalab.synth import SynthConfig
+from synthetic_city import SynthConfig
 
 from .conftest import read
 

@@ -15,11 +15,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datalab.synth.config import SynthConfig
-from datalab.synth.dirt import IdColumn, duplicate_index, id_column
-from datalab.synth.geography import City
-from datalab.synth.ids import lower_x, matrix_to_strings
-from datalab.synth.people import NO, YEAR, People, day_number, ymd
+from synthetic_city.areas import City
+from synthetic_city.config import SynthConfig
+from synthetic_city.dirt import IdColumn, duplicate_index, id_column
+from synthetic_city.ids import lower_x, matrix_to_strings
+from synthetic_city.people import NO, YEAR, People, day_number, ymd
 
 SECONDS_PER_DAY = 86_400
 

@@ -1,4 +1,4 @@
-"""``datalab server`` and ``datalab users``: the hub's commands, called by ``datalab/cli.py``.
+"""``datalab server`` and ``datalab users``: the hub's commands, called by ``datalab_cli/main.py``.
 
 Settings come from ``DATALAB_HUB_*`` variables, overridden by the options given here. A bad
 option or setting prints one clear line on stderr and exits 2 — no traceback.

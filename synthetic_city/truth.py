@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datalab.synth.geography import City
-from datalab.synth.people import NO, People
+from synthetic_city.areas import City
+from synthetic_city.people import NO, People
 
 MISSED, SHOULD_CANCEL, SEPARATION = 0, 1, 2
 FLAG_NAMES = pa.array(["missed_registration", "should_cancel", "separation"])

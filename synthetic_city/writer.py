@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from datalab.synth.schema import Dataset
+from synthetic_city.schema import Dataset
 
 #: Fixed Parquet options: same input, same bytes (no timestamps or host data are written).
 PARQUET_OPTIONS: dict[str, object] = {

@@ -1,9 +1,10 @@
 """Score a matching recipe's verification lists against the synthetic city's ground truth.
 
 Only tests, the demo and benchmarks read ``DIR/truth/`` (no node loads it). A list row names a
-person by normalised national ID or by name + birth date + sex (``node_agent/verification.py``)
-and an area; it is a true positive when that person carries the flag and the flag's grid lies in
-the area. Precision is over the distinct persons listed, recall over the city's flags of the type.
+person by normalised national ID or by name + birth date + sex
+(``node_agent/verification_lists.py``) and an area; it is a true positive when that person
+carries the flag and the flag's grid lies in the area. Precision is over the distinct persons
+listed, recall over the city's flags of the type.
 """
 
 from __future__ import annotations

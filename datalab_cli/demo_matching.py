@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from datalab.client import Lab
-from datalab.local_lab import ANALYST, LocalLab
-from datalab.synth.score import score_lists
+from datalab_cli.local_lab import ANALYST, LocalLab
+from synthetic_city.score import score_lists
 
 RECIPE = "missed_registration"
 

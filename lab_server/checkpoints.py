@@ -1,6 +1,6 @@
 """The audit log's Merkle tree at the hub: signed checkpoints and receipts for nodes.
 
-Leaves are the audit entries in order (``datalab.transparency.entry_leaf``). Leaf hashes are
+Leaves are the audit entries in order (``datalab.log_proofs.entry_leaf``). Leaf hashes are
 cached in memory and extended as the log grows, so a receipt costs the new entries' hashes and
 one proof, not a re-read of the log. The cache is only a speed-up: ``datalab audit verify``
 recomputes everything from the stored entries.
@@ -17,8 +17,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from datalab import merkle
 from datalab.errors import InvalidParameters, NotFound
+from datalab.log_proofs import ANSWER_EVENTS, entry_leaf, sign_checkpoint
 from datalab.signing import SigningKey
-from datalab.transparency import ANSWER_EVENTS, entry_leaf, sign_checkpoint
 from datalab.wire import AuditEntry, AuditReceipt, Checkpoint, SignedCheckpoint
 from lab_server.db import AuditRow, Base, Database
 

@@ -1,5 +1,5 @@
 """The ``datalab synth`` subcommand: argument definitions and the command itself, for the main
-``datalab`` CLI to mount (and ``python -m datalab.synth`` to run standalone).
+``datalab`` CLI to mount (and ``python -m synthetic_city`` to run standalone).
 
 Bad input is refused before anything is written, with a message and exit code 2; the output is
 built in a temporary sibling directory and renamed into place only when complete.
@@ -11,9 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from datalab.synth import synthesize
-from datalab.synth.config import MAX_DISTRICTS, SynthConfig, default_districts
-from datalab.synth.writer import check_target
+from synthetic_city import synthesize
+from synthetic_city.config import MAX_DISTRICTS, SynthConfig, default_districts
+from synthetic_city.writer import check_target
 
 USAGE_ERROR = 2
 

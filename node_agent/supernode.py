@@ -34,13 +34,13 @@ from datalab.errors import DatalabError, TaskRefused
 from datalab.flower_runtime import flower_bin, flower_env, free_port, stop_group
 from datalab.signing import SigningKey, sign_request
 from datalab.wire import ApprovalGrant, CatalogueDataset, FlowerRefusal, Task
-from node_agent.approvals import ApprovalStore
+from node_agent.grant_store import ApprovalStore
 from node_agent.log import LocalLog
 from node_agent.settings import NodeSettings
 from recipes.federated import FlowerRecipe, trainable
 from recipes.registry import RecipeRegistry
 
-logger = logging.getLogger("node_agent.flower")
+logger = logging.getLogger("node_agent.supernode")
 
 GATE_SCRIPT = Path(__file__).resolve().parent / "flower_gate.py"
 #: how often the supervisor refreshes the allow-list, reads refusals and checks its processes.

@@ -20,7 +20,7 @@ from typing import Any
 
 from datalab.client import Lab
 from datalab.errors import DatalabError
-from datalab.transparency import RECEIPT_EVENT, verify_log
+from datalab.log_proofs import RECEIPT_EVENT, verify_log
 
 FILTERS = ("analyst", "agency", "recipe", "outcome", "since", "until")
 

@@ -26,52 +26,52 @@ class Command:
 
 COMMANDS: dict[str, Command] = {
     "demo": Command(
-        "datalab.demo",
+        "datalab_cli.demo",
         "add_demo_arguments",
         "run_demo_command",
         "synthesise a city, start a hub and its nodes, run the demo recipes, shut down",
     ),
     "synth": Command(
-        "datalab.synth.cli",
+        "datalab_cli.synth_command",
         "add_synth_arguments",
         "run_synth_command",
         "generate a synthetic city (one folder per agency, ground truth apart)",
     ),
     "server": Command(
-        "lab_server.cli", "add_server_arguments", "run_server", "run the lab server (hub)"
+        "datalab_cli.hub_command", "add_server_arguments", "run_server", "run the lab server (hub)"
     ),
     "users": Command(
-        "lab_server.cli",
+        "datalab_cli.hub_command",
         "add_users_arguments",
         "run_users_command",
         "manage people and their tokens on the hub (operator, on the hub machine)",
     ),
     "node": Command(
-        "node_agent.cli",
+        "datalab_cli.node_command",
         "add_node_arguments",
         "run_node_command",
         "run an agency's node agent, and manage its approvals and local log",
     ),
     "privacy": Command(
-        "datalab.privacy_cli",
+        "datalab_cli.privacy_command",
         "add_privacy_arguments",
         "run_privacy_command",
         "list disclosure rules and budgets; agency admins set their agency's rules and caps",
     ),
     "approvals": Command(
-        "datalab.approvals_cli",
+        "datalab_cli.approvals_command",
         "add_approvals_arguments",
         "run_approvals_command",
         "request recipe approvals (analyst); sign and upload approvals or revocations (admin)",
     ),
     "audit": Command(
-        "datalab.audit_cli",
+        "datalab_cli.audit_command",
         "add_audit_arguments",
         "run_audit_command",
         "verify the audit log (chain, Merkle tree, checkpoints, node receipts); export it",
     ),
     "bench": Command(
-        "datalab.bench_cli",
+        "datalab_cli.bench_command",
         "add_bench_arguments",
         "run_bench_command",
         "run a benchmark from bench/ (e.g. datalab bench aggregate --quick)",

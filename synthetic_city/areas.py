@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from datalab.synth.config import SynthConfig
-from datalab.synth.origins import CITY_CODE, CITY_NAME, DISTRICTS, PLACE_CHARS
+from synthetic_city.config import SynthConfig
+from synthetic_city.origins import CITY_CODE, CITY_NAME, DISTRICTS, PLACE_CHARS
 
 #: Communities per street and grids per community are drawn uniformly from these ranges.
 COMMUNITIES_PER_STREET = (6, 15)

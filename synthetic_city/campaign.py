@@ -14,10 +14,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from datalab.synth.config import SynthConfig
-from datalab.synth.geography import City
-from datalab.synth.people import NO, People
-from datalab.synth.truth import FLAG_NAMES, MISSED, SEPARATION, SHOULD_CANCEL, FlagMasks
+from synthetic_city.areas import City
+from synthetic_city.config import SynthConfig
+from synthetic_city.people import NO, People
+from synthetic_city.truth import FLAG_NAMES, MISSED, SEPARATION, SHOULD_CANCEL, FlagMasks
 
 #: Per flag type, (value if the flag is true, value if false) of: mean nights seen in the grid in
 #: 30 days, P(tenancy in the grid), monthly P(contribution), mean days since registration update.

@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from datalab.errors import DatalabError
 from datalab.geography import LEVELS
 from datalab.signing import SigningKey
-from node_agent.approvals import ApprovalStore
+from node_agent.grant_store import ApprovalStore
 from node_agent.log import read_entries, verify_log
 from node_agent.settings import NodeSettings, StateSettings
 from recipes.registry import RecipeRegistry

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datalab.synth.origins import GIVEN_COMMON, GIVEN_FEMALE, GIVEN_MALE, SURNAMES
+from synthetic_city.origins import GIVEN_COMMON, GIVEN_FEMALE, GIVEN_MALE, SURNAMES
 
 #: Share of given names with two characters (the rest have one).
 TWO_CHAR_SHARE = 0.8

@@ -217,7 +217,7 @@ class LocalLab:
     # ------------------------------------------------------------------ roles
 
     def _create_people(self, agencies: Iterable[str]) -> None:
-        from lab_server.cli import create_user
+        from datalab_cli.hub_command import create_user
         from lab_server.settings import HubSettings
 
         settings = HubSettings(state_dir=self.hub_state())
@@ -240,7 +240,7 @@ class LocalLab:
 
     def approve_all(self, agency: str) -> list[str]:
         """Approve, as the agency's admin, every recipe whose dataset kinds this agency holds."""
-        from node_agent.approvals import ApprovalStore
+        from node_agent.grant_store import ApprovalStore
         from recipes.registry import default_registry
 
         manifest = AgencyManifest.load(self.city_dir / agency)
@@ -263,7 +263,7 @@ class LocalLab:
     def approve_reveal(self, agency: str, recipe_key: str) -> None:
         """Approve owner-only reveal of a matching recipe as ``agency``'s admin (both agencies
         of a match must do this before a ``mode="reveal"`` job runs)."""
-        from node_agent.approvals import ApprovalStore
+        from node_agent.grant_store import ApprovalStore
         from recipes.registry import default_registry
 
         recipe = default_registry().get(recipe_key)
@@ -295,7 +295,7 @@ class LocalLab:
         fh = log_path.open("ab")
         self._logs.append(fh)
         self._procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "datalab.cli", *args],
+            [sys.executable, "-m", "datalab_cli.main", *args],
             stdout=fh,
             stderr=subprocess.STDOUT,
             env=env,

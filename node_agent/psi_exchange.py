@@ -35,7 +35,7 @@ from datalab.signing import SigningKey, sign_request
 from datalab.wire import PsiMessage, PsiProgress, Table, Task
 from node_agent.connector import Connector
 from node_agent.log import LocalLog
-from node_agent.psi import (
+from node_agent.psi_engine import (
     PsiClient,
     PsiRefused,
     PsiServer,
@@ -45,8 +45,8 @@ from node_agent.psi import (
     response_parts,
     warm_up,
 )
-from node_agent.psi_history import MinimumChange, as_set, keyed_digests, summary_key
-from node_agent.psi_units import (
+from node_agent.psi_min_change import MinimumChange, as_set, keyed_digests, summary_key
+from node_agent.psi_query_sets import (
     Unit,
     client_sets,
     flagged_elements,
@@ -55,7 +55,7 @@ from node_agent.psi_units import (
     server_set,
 )
 from node_agent.settings import NodeSettings
-from node_agent.verification import split_key, write_list
+from node_agent.verification_lists import split_key, write_list
 from recipes.psi_contract import PsiPlan
 
 API = "/api/v1"

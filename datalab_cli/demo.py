@@ -18,9 +18,9 @@ from typing import Any
 import pandas as pd
 
 from datalab.client import Lab
-from datalab.demo_matching import matching_session
 from datalab.errors import DatalabError
-from datalab.local_lab import ANALYST, AUDITOR, LocalLab, free_port
+from datalab_cli.demo_matching import matching_session
+from datalab_cli.local_lab import ANALYST, AUDITOR, LocalLab, free_port
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +59,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace, work: Path) -> int:
-    from datalab.synth import SynthConfig, synthesize
+    from synthetic_city import SynthConfig, synthesize
 
     city = work / "city"
     stamp = work / "city.params"

@@ -2,6 +2,9 @@
 ``manifest.json`` a node agent loads as-is), one per district, ``geography.parquet`` and the
 ground truth in ``truth/``. See docs/synthetic-city.md for what is generated and every knob.
 
+A package of its own beside the entry points: the demo, the tests and the benchmarks use it; the
+hub, the nodes and the recipes never do (a city's real data must not depend on it).
+
 People are generated in chunks, each stage of each chunk with its own generator derived from the
 seed, and every dataset is appended chunk by chunk, so memory is bounded by the chunk size and the
 same seed and config always give the same bytes.
@@ -17,14 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from datalab import __version__
-from datalab.synth import agencies as ag
-from datalab.synth.config import SynthConfig
-from datalab.synth.geography import City, build_city
-from datalab.synth.people import IdAllocator, day_number, make_people
-from datalab.synth.schema import AGENCIES, DISTRICT_DATASETS, district_folder, manifest
-from datalab.synth.truth import FLAGS_SCHEMA, PEOPLE_SCHEMA, flag_masks, flags_table, people_table
-from datalab.synth.verification import verification_outcomes
-from datalab.synth.writer import OutputTree, staged_directory, write_table
+from synthetic_city import agencies as ag
+from synthetic_city.areas import City, build_city
+from synthetic_city.campaign import verification_outcomes
+from synthetic_city.config import SynthConfig
+from synthetic_city.people import IdAllocator, day_number, make_people
+from synthetic_city.schema import AGENCIES, DISTRICT_DATASETS, district_folder, manifest
+from synthetic_city.truth import FLAGS_SCHEMA, PEOPLE_SCHEMA, flag_masks, flags_table, people_table
+from synthetic_city.writer import OutputTree, staged_directory, write_table
 
 __all__ = ["SynthConfig", "SynthSummary", "synthesize"]
 

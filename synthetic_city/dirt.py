@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from datalab.synth.ids import lower_x, matrix_to_strings, typo
+from synthetic_city.ids import lower_x, matrix_to_strings, typo
 
 
 @dataclass(frozen=True)

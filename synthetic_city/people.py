@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from datalab.synth.config import SynthConfig
-from datalab.synth.geography import City
-from datalab.synth.ids import build_id_matrix, matrix_to_strings
-from datalab.synth.names import make_names
-from datalab.synth.origins import DISTRICTS, migrant_regions
+from synthetic_city.areas import City
+from synthetic_city.config import SynthConfig
+from synthetic_city.ids import build_id_matrix, matrix_to_strings
+from synthetic_city.names import make_names
+from synthetic_city.origins import DISTRICTS, migrant_regions
 
 EPOCH = dt.date(1970, 1, 1)
 YEAR = 365.2425
