@@ -310,9 +310,9 @@ def _log(args: argparse.Namespace, state: StateSettings) -> int:
 
 
 def _lists(state: StateSettings) -> int:
-    from node_agent import verification
+    from node_agent import verification_lists
 
-    kept = verification.available(state.verification_dir)
+    kept = verification_lists.available(state.verification_dir)
     if not kept:
         print(f"agency {state.agency} keeps no verification lists")
     for job_id, rows in kept:
@@ -321,9 +321,9 @@ def _lists(state: StateSettings) -> int:
 
 
 def _export_list(args: argparse.Namespace, state: StateSettings) -> int:
-    from node_agent import verification
+    from node_agent import verification_lists
 
-    rows = verification.export(state.verification_dir, args.job, Path(args.out))
+    rows = verification_lists.export(state.verification_dir, args.job, Path(args.out))
     print(f"exported {rows} records of job {args.job} to {args.out}")
     return EXIT_OK
 

@@ -11,7 +11,7 @@ from lab_server.console import routes as console
 from lab_server.jobs import Protector
 from lab_server.lifespan import lifespan
 from lab_server.routes import (
-    approvals,
+    approval_requests,
     audit,
     catalogue,
     flower,
@@ -19,7 +19,7 @@ from lab_server.routes import (
     jobs,
     nodes,
     privacy,
-    psi,
+    psi_relay,
     recipes,
     users,
 )
@@ -48,7 +48,7 @@ def create_app(
     for module in (
         health,
         nodes,
-        psi,
+        psi_relay,
         catalogue,
         recipes,
         jobs,
@@ -56,7 +56,7 @@ def create_app(
         audit,
         users,
         privacy,
-        approvals,
+        approval_requests,
     ):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(console.router)

@@ -30,7 +30,7 @@ from datalab.errors import TaskRefused
 from datalab.signing import SigningKey, load_or_create_key, sign_request
 from datalab.wire import PsiMessage, Task
 from datalab_cli.local_lab import ANALYST, AUDITOR, LocalLab
-from node_agent import psi as psi_engine
+from node_agent import psi_engine
 from node_agent.connector import DuckDBConnector
 from node_agent.log import LocalLog
 from node_agent.psi_engine import PsiClient

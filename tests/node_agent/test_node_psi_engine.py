@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from node_agent import psi as engine
+from node_agent import psi_engine as engine
 from node_agent.psi_engine import PsiClient, PsiRefused, PsiServer, response_parts
 
 CLIENT = [f"id:{i:018d}@440103001001001" for i in range(0, 2_500)]

@@ -10,6 +10,7 @@ into a fresh virtual environment with no access to this checkout, and uses it fr
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -22,14 +23,23 @@ import pytest
 from datalab.flower_runtime import FlowerMissing, flower_bin
 
 ROOT = Path(__file__).resolve().parents[2]
+PIP = [sys.executable, "-m", "pip", "--quiet", "--disable-pip-version-check"]
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # built from a copy: pip builds in the source tree, and the checkout must stay as it is
+    source = tmp_path_factory.mktemp("source") / "datalab"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv*", "build", "*.egg-info", "__pycache__", "tests", "var", "demo-*"
+        ),
+    )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps"]
-        + ["--disable-pip-version-check", "-w", str(out), str(ROOT)],
+        [*PIP, "wheel", "--no-deps", "-w", str(out), str(source)],
         check=True,
         capture_output=True,
         timeout=300,
@@ -53,8 +63,7 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     ).stdout.strip()
     Path(site, "zz_lab_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps"]
-        + ["--disable-pip-version-check", str(wheel)],
+        [*PIP, "--python", str(python), "install", "--no-deps", str(wheel)],
         check=True,
         capture_output=True,
         timeout=300,
